@@ -1,0 +1,48 @@
+# Nexus: `make run` installs everything and answers a question; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The CPU build of torch lies on this disk; installing it first keeps pip from choosing a
+# multi-gigabyte CUDA build for sentence-transformers.
+TORCH  := torch==2.13.0
+WHEELS := $(wildcard /opt/wheels)
+PIP    := $(PY) -m pip install --disable-pip-version-check -q $(if $(WHEELS),--find-links $(WHEELS))
+QUESTION ?= How do I prevent race conditions when two users update the same row?
+export HF_HUB_OFFLINE = 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: install run build ask test test-all lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[dev]'
+	touch $(STAMP)
+
+build: install
+	$(VENV)/bin/nexus build --corpus corpus --index index
+
+run: build
+	$(VENV)/bin/nexus search "$(QUESTION)" -k 3
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m ''
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) index .pytest_cache .mypy_cache .ruff_cache

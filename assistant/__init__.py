@@ -1,0 +1,69 @@
+"""Nexus: semantic search over a folder of documentation, with sources.
+
+Public API::
+
+    from assistant import Assistant, Settings, build_index
+
+    report = build_index("corpus", "index")
+    nexus = Assistant.load("index")
+    hits = nexus.search("how do I avoid race conditions?", k=5)
+
+Heavy modules (numpy, FAISS, the model) load on first use, so ``import assistant`` is quick.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .errors import (
+    AssistantError,
+    ConfigError,
+    CorpusNotFoundError,
+    EmptyCorpusError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexWriteError,
+    MissingDependencyError,
+    QueryError,
+)
+
+if TYPE_CHECKING:
+    from .build import BuildReport, build_index
+    from .retrieval import Assistant, Hit
+
+__all__ = [
+    "Assistant",
+    "AssistantError",
+    "BuildReport",
+    "ConfigError",
+    "CorpusNotFoundError",
+    "EmptyCorpusError",
+    "Hit",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexWriteError",
+    "MissingDependencyError",
+    "QueryError",
+    "Settings",
+    "build_index",
+]
+
+_LAZY = {
+    "Assistant": "retrieval",
+    "Hit": "retrieval",
+    "BuildReport": "build",
+    "build_index": "build",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

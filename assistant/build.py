@@ -1,0 +1,298 @@
+"""Build or update an index from a corpus folder: load → chunk → embed → store.
+
+Builds are incremental: a document whose bytes did not change keeps its chunks and vectors,
+and a changed document re-embeds only chunks whose text changed. Everything is written as a
+new generation and published atomically (see :mod:`assistant.store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .chunking import Chunk, chunk_document
+from .config import Settings
+from .corpus import SkipFile, discover, parse, read_file
+from .embedding import Encoder, load_encoder, probe_vector
+from .errors import (
+    AssistantError,
+    EmptyCorpusError,
+)
+from .store import (
+    FaissStore,
+    IndexWriter,
+    KeywordIndex,
+    LoadedIndex,
+    StoredDocument,
+    open_index,
+    resolve_index_type,
+)
+
+__all__ = ["BuildReport", "build_index"]
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[..., "tqdm[object]"]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did, for people (``nexus build`` prints it) and for benchmarks.
+
+    ``seconds`` holds per-stage wall time: load (read + parse), chunk, embed, index
+    (FAISS + BM25) and write, plus ``total``.
+    """
+
+    index_dir: str
+    generation: str
+    documents: int
+    chunks: int
+    embedded: int
+    reused: int
+    skipped: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
+    index_type: str
+    full: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        mode = "full" if self.full else "incremental"
+        return (
+            f"{mode} build of {self.documents} documents → {self.chunks} chunks "
+            f"({self.embedded} embedded, {self.reused} reused, {len(self.skipped)} files "
+            f"skipped) in {self.seconds.get('total', 0.0):.1f}s; index {self.index_type} "
+            f"at {self.index_dir}"
+        )
+
+
+def _chunking_params(settings: Settings, encoder: Encoder) -> dict[str, int]:
+    return {
+        "chunk_tokens": min(settings.chunk_tokens, encoder.max_tokens),
+        "chunk_overlap": settings.chunk_overlap,
+        "min_chunk_tokens": settings.min_chunk_tokens,
+    }
+
+
+def _previous_index(
+    index_dir: Path, encoder: Encoder, probe: list[float], chunking: dict[str, int]
+) -> LoadedIndex | None:
+    """The index to reuse work from, or None when there is none or it cannot be reused."""
+    try:
+        previous = open_index(index_dir)
+    except AssistantError as exc:
+        if index_dir.joinpath("CURRENT").exists():
+            log.warning("previous index not reusable (%s); building from scratch", exc)
+        return None
+    manifest = previous.manifest
+    same_encoder = manifest.encoder_name == encoder.name and manifest.dim == encoder.dim
+    if same_encoder and _cosine(manifest.encoder.get("probe", []), probe) < 0.999:
+        same_encoder = False
+    if not same_encoder:
+        log.warning(
+            "the index was built with %s; re-embedding everything with %s",
+            manifest.encoder_name,
+            encoder.name,
+        )
+        previous.close()
+        return None
+    if manifest.chunking != chunking:
+        log.info("chunking settings changed; unchanged chunk texts still reuse their vectors")
+    return previous
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    if len(a) != len(b) or not a:
+        return 0.0
+    va, vb = np.asarray(a), np.asarray(b)
+    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) or 1.0))
+
+
+def build_index(
+    corpus_dir: str | Path,
+    index_dir: str | Path,
+    *,
+    settings: Settings | None = None,
+    encoder: Encoder | None = None,
+    full: bool = False,
+    progress: bool = False,
+) -> BuildReport:
+    """Index every supported document under ``corpus_dir`` into ``index_dir``.
+
+    Args:
+        corpus_dir: Folder of Markdown, reStructuredText, text and HTML files.
+        index_dir: Where the index lives; created if needed.
+        settings: Chunking, model and index settings; defaults to ``Settings()``.
+        encoder: An already loaded encoder (saves reloading the model); defaults to the one
+            ``settings.model`` names.
+        full: Re-embed everything instead of reusing unchanged chunks.
+        progress: Show progress bars on stderr.
+
+    Returns:
+        Counts and per-stage timings of the build.
+
+    Raises:
+        CorpusNotFoundError: ``corpus_dir`` does not exist.
+        EmptyCorpusError: No file in ``corpus_dir`` could be indexed.
+        IndexWriteError: The index could not be written; the previous one still serves.
+    """
+    started = time.perf_counter()
+    settings = settings or Settings()
+    corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    seconds: dict[str, float] = {}
+
+    tick = time.perf_counter()
+    paths = discover(corpus_dir, exclude=[index_dir])
+    seconds["scan"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    encoder = encoder or load_encoder(settings)
+    seconds["model"] = time.perf_counter() - tick
+    probe = probe_vector(encoder)
+    chunking = _chunking_params(settings, encoder)
+    previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
+    try:
+        reusable_docs = {d.source: d for d in previous.documents()} if previous else {}
+        reusable_rows = previous.chunk_rows_by_source() if previous else {}
+        vector_of_key = previous.ids_by_key() if previous else {}
+        same_chunking = previous is not None and previous.manifest.chunking == chunking
+
+        documents: list[StoredDocument] = []
+        chunks: list[Chunk] = []
+        sources: list[tuple[str, int]] = []  # per chunk: ("old", id) or ("new", index)
+        skipped: list[tuple[str, str]] = []
+        warnings: list[tuple[str, str]] = []
+        seconds["load"] = seconds["chunk"] = 0.0
+        for path in tqdm(paths, desc="Reading", unit="file", disable=not progress):
+            tick = time.perf_counter()
+            try:
+                raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
+            except SkipFile as exc:
+                source = path.relative_to(corpus_dir).as_posix()
+                skipped.append((source, str(exc)))
+                log.warning("skipped %s: %s", source, exc)
+                continue
+            old = reusable_docs.get(raw.source)
+            if same_chunking and old is not None and old.sha256 == raw.sha256:
+                assert previous is not None
+                rows = reusable_rows.get(raw.source, [])
+                documents.append(old)
+                chunks.extend(previous.chunks(rows)[r] for r in rows)
+                sources.extend(("old", r) for r in rows)
+                seconds["load"] += time.perf_counter() - tick
+                continue
+            try:
+                doc = parse(raw)
+            except SkipFile as exc:
+                skipped.append((raw.source, str(exc)))
+                log.warning("skipped %s: %s", raw.source, exc)
+                continue
+            for message in doc.warnings:
+                warnings.append((doc.source, message))
+                log.warning("%s: %s", doc.source, message)
+            documents.append(
+                StoredDocument(
+                    doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text
+                )
+            )
+            tick2 = time.perf_counter()
+            seconds["load"] += tick2 - tick
+            new_chunks = chunk_document(
+                doc,
+                encoder.count_tokens,
+                max_tokens=chunking["chunk_tokens"],
+                overlap=chunking["chunk_overlap"],
+                min_tokens=chunking["min_chunk_tokens"],
+            )
+            seconds["chunk"] += time.perf_counter() - tick2
+            for chunk in new_chunks:
+                reuse = vector_of_key.get(chunk.key)
+                sources.append(("old", reuse) if reuse is not None else ("new", len(chunks)))
+                chunks.append(chunk)
+
+        if not chunks:
+            raise EmptyCorpusError(
+                f"no indexable text in {corpus_dir} ({len(paths)} supported files found, "
+                f"{len(skipped)} skipped); add .md, .rst, .txt or .html documents"
+            )
+
+        tick = time.perf_counter()
+        to_embed = [i for kind, i in sources if kind == "new"]
+        fresh = encoder.encode(
+            [chunks[i].embed_text for i in to_embed], kind="document", progress=progress
+        )
+        seconds["embed"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        vectors = np.empty((len(chunks), encoder.dim), dtype=np.float32)
+        fresh_row = {chunk_index: row for row, chunk_index in enumerate(to_embed)}
+        old_rows = [(i, ref) for i, (kind, ref) in enumerate(sources) if kind == "old"]
+        if old_rows:
+            assert previous is not None
+            targets, refs = zip(*old_rows, strict=True)
+            vectors[list(targets)] = previous.vectors[list(refs)]
+        for chunk_index, row in fresh_row.items():
+            vectors[chunk_index] = fresh[row]
+        index_type = resolve_index_type(
+            settings.index_type, len(chunks), settings.exact_search_limit
+        )
+        dense = FaissStore.build(vectors, index_type)
+        keyword = KeywordIndex.build([c.embed_text for c in chunks])
+        seconds["index"] = time.perf_counter() - tick
+    finally:
+        if previous is not None:
+            previous.close()
+
+    tick = time.perf_counter()
+    fingerprint = hashlib.sha256(
+        "\n".join(f"{d.source}\t{d.sha256}" for d in documents).encode()
+    ).hexdigest()
+    with IndexWriter(index_dir) as writer:
+        writer.write(
+            documents,
+            chunks,
+            vectors,
+            dense,
+            keyword,
+            {
+                "encoder": {
+                    "name": encoder.name,
+                    "dim": encoder.dim,
+                    "max_tokens": encoder.max_tokens,
+                    "probe": probe,
+                },
+                "normalize": True,
+                "metric": "inner_product",
+                "index_type": index_type,
+                "chunking": chunking,
+                "keyword": dict(KeywordIndex.params),
+                "corpus_root": str(corpus_dir.resolve()),
+                "corpus_fingerprint": fingerprint,
+                "documents": len(documents),
+                "chunks": len(chunks),
+                "skipped": len(skipped),
+            },
+        )
+        manifest = writer.commit()
+    seconds["write"] = time.perf_counter() - tick
+    seconds["total"] = time.perf_counter() - started
+    report = BuildReport(
+        index_dir=str(index_dir),
+        generation=manifest.generation,
+        documents=len(documents),
+        chunks=len(chunks),
+        embedded=len(to_embed),
+        reused=len(chunks) - len(to_embed),
+        skipped=skipped,
+        warnings=warnings,
+        index_type=index_type,
+        full=previous is None,
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )
+    log.info(report.summary())
+    return report

@@ -1,0 +1,255 @@
+"""The ``nexus`` command: build an index, search it, describe it.
+
+Results go to stdout (JSON with ``--json``), progress and errors to stderr; exit code 1 on
+error. Every command has a ``main(argv)``-callable entry so tests can run it in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import SEARCH_MODES, SearchMode, Settings
+from .errors import AssistantError
+
+__all__ = ["cli", "main"]
+
+_INDEX = click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Index folder.  [default: index, or $NEXUS_INDEX_DIR]",
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def cli(verbose: bool) -> None:
+    """Nexus: semantic search over a folder of documentation.
+
+    \b
+    Example:
+        nexus build --corpus corpus --index index
+        nexus search "how do I avoid race conditions?" -k 3
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@cli.command()
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of .md, .rst, .txt and .html documents.  [default: corpus]",
+)
+@_INDEX
+@click.option("--model", default=None, help="sentence-transformers model name or local path.")
+@click.option("--full", is_flag=True, help="Re-embed everything instead of reusing chunks.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+def build(
+    corpus_dir: Path | None,
+    index_dir: Path | None,
+    model: str | None,
+    full: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Build or update the index of a corpus folder (incremental unless --full).
+
+    \b
+    Example:
+        nexus build --corpus ~/docs --index ~/docs-index --model all-MiniLM-L6-v2
+    """
+    from .build import build_index
+
+    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+    try:
+        report = build_index(
+            settings.corpus_dir,
+            settings.index_dir,
+            settings=settings,
+            full=full,
+            progress=not quiet,
+        )
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json(asdict(report))
+        return
+    for source, reason in report.skipped:
+        click.echo(f"skipped {source}: {reason}", err=True)
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.argument("query", required=False)
+@_INDEX
+@click.option(
+    "-k", "k", type=click.IntRange(1, 1000), default=None, help="Number of hits.  [default: 5]"
+)
+@click.option(
+    "--mode",
+    type=click.Choice(SEARCH_MODES),
+    default=None,
+    help="Retrieval mode.  [default: hybrid]",
+)
+@click.option("--category", default=None, help="Only documents in this top-level folder.")
+@click.option("--path", "path_glob", default=None, help="Only documents matching this glob.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
+def search(
+    query: str | None,
+    index_dir: Path | None,
+    k: int | None,
+    mode: str | None,
+    category: str | None,
+    path_glob: str | None,
+    as_json: bool,
+) -> None:
+    """Search the index; the query comes from the argument, or from stdin when it is "-".
+
+    \b
+    Example:
+        nexus search "cache invalidation strategies" -k 3 --json
+        echo "what is the GIL?" | nexus search -
+    """
+    from .retrieval import Assistant
+
+    if query is None or query == "-":
+        query = sys.stdin.read()
+    settings = _settings(index_dir=index_dir, top_k=k, mode=mode)
+    try:
+        nexus = Assistant.load(settings.index_dir, settings=settings)
+        hits = nexus.search(query, category=category, path=path_glob)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        for hit in hits:
+            _echo_json({**asdict(hit), "heading_path": hit.heading_path})
+        return
+    if not hits:
+        click.echo("No passage matched.")
+    for hit in hits:
+        location = f"{hit.source}:{hit.start_line}-{hit.end_line}"
+        click.echo(click.style(f"[{hit.rank}] {hit.heading_path}", bold=True))
+        click.echo(f"    {location}  score {hit.score:.4f}")
+        snippet = " ".join(hit.text.split())
+        click.echo(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")
+
+
+@cli.command()
+@_INDEX
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def info(index_dir: Path | None, as_json: bool) -> None:
+    """Describe the index: model, counts, build time, index type."""
+    from .store import open_index
+
+    settings = _settings(index_dir=index_dir)
+    try:
+        index = open_index(settings.index_dir)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    manifest = index.manifest
+    if as_json:
+        _echo_json(asdict(manifest))
+        return
+    click.echo(f"index       {settings.index_dir} ({manifest.generation})")
+    click.echo(f"built       {manifest.built_at} from {manifest.corpus_root}")
+    click.echo(f"documents   {manifest.documents} ({manifest.skipped} files skipped)")
+    click.echo(f"chunks      {manifest.chunks}")
+    click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
+    click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
+    categories = ", ".join(f"{c or '(top level)'} {n}" for c, n in index.categories())
+    click.echo(f"categories  {categories}")
+
+
+@cli.command("eval")
+@click.option(
+    "--questions",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=Path("benchmarks/questions.jsonl"),
+    help="Question set (JSON lines).",
+)
+@_INDEX
+@click.option(
+    "--mode",
+    "modes",
+    type=click.Choice(SEARCH_MODES),
+    multiple=True,
+    help="Mode(s) to evaluate.  [default: all three]",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per mode.")
+def evaluate(
+    questions: Path, index_dir: Path | None, modes: tuple[SearchMode, ...], as_json: bool
+) -> None:
+    """Score retrieval on a question set: hit@1, hit@3, hit@10 and MRR@10 per mode.
+
+    \b
+    Example:
+        nexus eval --questions benchmarks/questions.jsonl --mode hybrid
+    """
+    from .evaluation import evaluate_questions, load_questions
+    from .retrieval import Assistant
+
+    settings = _settings(index_dir=index_dir)
+    try:
+        nexus = Assistant.load(settings.index_dir, settings=settings)
+        qs = load_questions(questions)
+        results = [evaluate_questions(nexus, qs, mode) for mode in modes or SEARCH_MODES]
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        for result in results:
+            _echo_json(asdict(result))
+        return
+    click.echo(f"{'mode':<10}{'questions':>10}{'hit@1':>8}{'hit@3':>8}{'hit@10':>8}{'MRR@10':>8}")
+    for r in results:
+        click.echo(
+            f"{r.mode:<10}{r.questions:>10}{r.hit_at[1]:>8.3f}{r.hit_at[3]:>8.3f}"
+            f"{r.hit_at[10]:>8.3f}{r.mrr_at_10:>8.3f}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting."""
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="nexus", standalone_mode=False
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

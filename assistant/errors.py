@@ -1,0 +1,73 @@
+"""The exceptions Nexus raises, one family so callers can catch them all.
+
+::
+
+    AssistantError
+    ├── ConfigError(ValueError)            a setting has an invalid value
+    ├── CorpusNotFoundError(FileNotFoundError)
+    ├── EmptyCorpusError                   nothing indexable in the corpus folder
+    ├── IndexNotFoundError(FileNotFoundError)
+    ├── IndexMismatchError                 index built by another model or format
+    ├── IndexCorruptError                  an index file is missing, truncated or inconsistent
+    ├── IndexWriteError(OSError)           the new index could not be written; the old one stays
+    ├── QueryError(ValueError)             an empty or unusable query
+    └── MissingDependencyError(ImportError)
+
+Each subclasses the built-in a caller would already expect, so ``except ValueError`` keeps
+working. Messages say what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssistantError",
+    "ConfigError",
+    "CorpusNotFoundError",
+    "EmptyCorpusError",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexWriteError",
+    "MissingDependencyError",
+    "QueryError",
+]
+
+
+class AssistantError(Exception):
+    """Base class of every error Nexus raises on purpose."""
+
+
+class ConfigError(AssistantError, ValueError):
+    """A setting (argument, environment variable or CLI flag) has an invalid value."""
+
+
+class CorpusNotFoundError(AssistantError, FileNotFoundError):
+    """The corpus folder does not exist or is not a folder."""
+
+
+class EmptyCorpusError(AssistantError):
+    """The corpus folder holds no document that could be indexed."""
+
+
+class IndexNotFoundError(AssistantError, FileNotFoundError):
+    """No built index exists at the given folder."""
+
+
+class IndexMismatchError(AssistantError):
+    """The index was built with another encoder or an incompatible format version."""
+
+
+class IndexCorruptError(AssistantError):
+    """An index file is missing, truncated or disagrees with the manifest."""
+
+
+class IndexWriteError(AssistantError, OSError):
+    """Writing a new index failed (disk full, permissions); the previous index is untouched."""
+
+
+class QueryError(AssistantError, ValueError):
+    """A query that cannot be searched, such as an empty one."""
+
+
+class MissingDependencyError(AssistantError, ImportError):
+    """An optional package is needed for this feature and is not installed."""

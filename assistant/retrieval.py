@@ -1,0 +1,293 @@
+"""Search a loaded index: dense and keyword retrieval, rank fusion, filters, deduplication."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import HEADING_SEPARATOR
+from .config import SEARCH_MODES, SearchMode, Settings
+from .embedding import Encoder, canonical_model_name, load_encoder
+from .errors import IndexMismatchError, QueryError
+from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
+
+__all__ = ["Assistant", "Hit", "clean_query", "reciprocal_rank_fusion"]
+
+log = logging.getLogger(__name__)
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage and why it ranked where it did.
+
+    ``score`` is the fused score in hybrid mode (reciprocal rank fusion), the cosine similarity
+    in semantic mode and the BM25 score in keyword mode. ``dense_score`` is the cosine between
+    query and passage whenever the query was embedded; ``dense_rank`` and ``keyword_rank`` are
+    1-based positions in each retriever's own list, ``None`` when it did not return the passage.
+    """
+
+    rank: int
+    score: float
+    source: str
+    title: str
+    headings: tuple[str, ...]
+    text: str
+    start_line: int
+    end_line: int
+    category: str
+    chunk_id: int
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+
+    @property
+    def heading_path(self) -> str:
+        return HEADING_SEPARATOR.join(self.headings)
+
+
+def clean_query(query: str, max_chars: int) -> str:
+    """The query with control characters removed, whitespace collapsed, trimmed to a length.
+
+    Raises:
+        QueryError: Nothing searchable is left.
+    """
+    if not isinstance(query, str):
+        raise QueryError(f"a query must be text, got {type(query).__name__}")
+    head = query[: max_chars * 4]  # bound the work on absurdly long input
+    kept = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in head)
+    cleaned = _WHITESPACE.sub(" ", kept).strip()[:max_chars].strip()
+    if not cleaned:
+        raise QueryError("the question is empty; type a few words about what you are looking for")
+    return cleaned
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
+    """Fuse ranked id lists: each id scores the sum of ``weight / (k + rank)`` over lists.
+
+    Ties keep the order in which ids first appear, so the result is deterministic.
+    """
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+class Assistant:
+    """Searches one index with the encoder that built it.
+
+    Example:
+        >>> nexus = Assistant.load("index")                       # doctest: +SKIP
+        >>> hits = nexus.search("how do I avoid race conditions?", k=3)  # doctest: +SKIP
+        >>> hits[0].source, hits[0].heading_path                  # doctest: +SKIP
+    """
+
+    def __init__(self, index: LoadedIndex, encoder: Encoder, settings: Settings) -> None:
+        _check_encoder(index.manifest, encoder)
+        self.index = index
+        self.encoder = encoder
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._embed_query = lru_cache(maxsize=1024)(self._embed_uncached)
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | Path = "index",
+        *,
+        settings: Settings | None = None,
+        encoder: Encoder | None = None,
+        model: str | None = None,
+    ) -> Assistant:
+        """Open an index and the encoder it was built with.
+
+        Args:
+            index_dir: The index folder.
+            settings: Search defaults (mode, k, fusion); ``Settings()`` when omitted.
+            encoder: A loaded encoder to use instead of loading one.
+            model: The model the caller expects; a different model in the manifest is an
+                error rather than silently wrong answers.
+
+        Raises:
+            IndexNotFoundError: Nothing is built at ``index_dir``.
+            IndexMismatchError: The index was built with another model or format.
+            IndexCorruptError: A file is damaged beyond repair.
+        """
+        settings = settings or Settings()
+        index = open_index(index_dir)
+        built_with = index.manifest.encoder_name
+        if model is not None and canonical_model_name(model) != built_with:
+            index.close()
+            raise IndexMismatchError(
+                f"the index at {index_dir} was built with {built_with!r} but {model!r} was "
+                f"requested; rebuild with `nexus build --full --model {model}` or drop --model"
+            )
+        if encoder is None:
+            encoder = load_encoder(settings, built_with)
+        return cls(index, encoder, settings)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.index.manifest
+
+    def reload_if_changed(self) -> bool:
+        """Switch to a newer generation if a build published one; True if it switched.
+
+        Searches already running finish on the old generation; new ones use the new one.
+        """
+        latest = current_generation(self.index.path.parent)
+        if latest == self.index.path:
+            return False
+        fresh = open_index(self.index.path.parent)
+        _check_encoder(fresh.manifest, self.encoder)
+        old, self.index = self.index, fresh
+        log.info("switched to index generation %s", fresh.manifest.generation)
+        del old  # closed when the last search using it lets go
+        return True
+
+    def _embed_uncached(self, query: str) -> np.ndarray:
+        vector: np.ndarray = self.encoder.encode([query], kind="query")[0]
+        vector.setflags(write=False)
+        return vector
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        mode: SearchMode | None = None,
+        category: str | None = None,
+        path: str | None = None,
+        dedupe: bool = True,
+    ) -> list[Hit]:
+        """The passages that best answer ``query``, best first.
+
+        Args:
+            query: A question or keywords; control characters are dropped and queries longer
+                than ``settings.max_query_chars`` are trimmed.
+            k: Number of hits; ``settings.top_k`` by default.
+            mode: ``hybrid`` (default), ``semantic`` or ``keyword``.
+            category: Only documents in this top-level folder (``concepts``).
+            path: Only documents whose path matches this glob (``concepts/cach*``).
+            dedupe: Drop passages nearly identical to a better one.
+
+        Raises:
+            QueryError: The query is empty, or ``k`` or ``mode`` is invalid.
+        """
+        settings = self.settings
+        k = settings.top_k if k is None else k
+        mode = mode or settings.mode
+        if mode not in SEARCH_MODES:
+            raise QueryError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+        if not 1 <= k <= 1000:
+            raise QueryError(f"k must be between 1 and 1000, got {k}")
+        text = clean_query(query, settings.max_query_chars)
+        index = self.index  # one generation for the whole search, even if a reload happens
+        allowed = None
+        if category is not None or path is not None:
+            allowed = index.ids_matching(category, path)
+            if len(allowed) == 0:
+                return []
+        n = max(settings.candidates, 3 * k)
+
+        qvec = self._embed_query(text) if mode != "keyword" else None
+        dense_ids: list[int] = []
+        if qvec is not None:
+            dense_ids = _dense_search(index, qvec, n, allowed)
+        keyword_ids: list[int] = []
+        if mode != "semantic":
+            mask = None
+            if allowed is not None:
+                mask = np.zeros(len(index.vectors), dtype=np.float32)
+                mask[allowed] = 1.0
+            ids, kw_scores = index.keyword.search(text, n, mask)
+            keyword_ids = ids.tolist()
+
+        if mode == "hybrid":
+            ranked = reciprocal_rank_fusion([dense_ids, keyword_ids], k=settings.rrf_k)
+        elif mode == "semantic":
+            cos = index.vectors[dense_ids] @ qvec if dense_ids else np.zeros(0)
+            ranked = list(zip(dense_ids, cos.tolist(), strict=True))
+        else:
+            ranked = list(zip(keyword_ids, kw_scores.tolist(), strict=True))
+
+        if dedupe:
+            ranked = _drop_near_duplicates(index, ranked, k, settings.dedupe_threshold)
+        ranked = ranked[:k]
+        ids = [cid for cid, _ in ranked]
+        with self._lock:
+            chunks = index.chunks(ids)
+        cosines = (index.vectors[ids] @ qvec).tolist() if qvec is not None and ids else []
+        dense_rank = {cid: r for r, cid in enumerate(dense_ids, start=1)}
+        keyword_rank = {cid: r for r, cid in enumerate(keyword_ids, start=1)}
+        return [
+            Hit(
+                rank=position,
+                score=float(score),
+                source=chunks[cid].source,
+                title=chunks[cid].title,
+                headings=chunks[cid].headings,
+                text=chunks[cid].text,
+                start_line=chunks[cid].start_line,
+                end_line=chunks[cid].end_line,
+                category=chunks[cid].category,
+                chunk_id=int(cid),
+                dense_score=float(cosines[position - 1]) if cosines else None,
+                dense_rank=dense_rank.get(cid),
+                keyword_rank=keyword_rank.get(cid),
+            )
+            for position, (cid, score) in enumerate(ranked, start=1)
+        ]
+
+
+def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:
+    """Refuse an encoder whose vectors would not be comparable with the index's."""
+    if encoder.name != manifest.encoder_name or encoder.dim != manifest.dim:
+        raise IndexMismatchError(
+            f"the index was built with {manifest.encoder_name!r} ({manifest.dim} dimensions) "
+            f"but the encoder is {encoder.name!r} ({encoder.dim} dimensions); rebuild with "
+            f"`nexus build --full --model {encoder.name}` or load the index without a model"
+        )
+
+
+def _dense_search(
+    index: LoadedIndex, qvec: np.ndarray, n: int, allowed: np.ndarray | None
+) -> list[int]:
+    if allowed is None:
+        _, ids = index.dense.search(qvec[None, :], n)
+        return [int(i) for i in ids[0] if i >= 0]
+    # A filter can exclude most of the index; exact search over the allowed rows stays
+    # correct where an approximate index would return too few matches.
+    _, rows = exact_search(np.asarray(index.vectors[allowed]), qvec[None, :], n)
+    return [int(i) for i in allowed[rows[0]]]
+
+
+def _drop_near_duplicates(
+    index: LoadedIndex, ranked: list[tuple[int, float]], k: int, threshold: float
+) -> list[tuple[int, float]]:
+    """Keep a hit only if no better kept hit has a cosine above ``threshold`` with it."""
+    if len(ranked) < 2:
+        return ranked
+    pool = ranked[: 3 * k]
+    vectors = np.asarray(index.vectors[[cid for cid, _ in pool]])
+    kept: list[int] = []
+    for i in range(len(pool)):
+        if kept and float(np.max(vectors[kept] @ vectors[i])) > threshold:
+            continue
+        kept.append(i)
+        if len(kept) == k:
+            break
+    return [pool[i] for i in kept]

@@ -1,0 +1,734 @@
+"""The persisted index: chunks, vectors, a dense (FAISS) and a keyword (BM25) index, a manifest.
+
+Layout of an index folder::
+
+    index/
+      CURRENT                 name of the generation being served (switched atomically)
+      gen-<time>-<id>/        one complete, self-contained build
+        manifest.json         what built it: encoder, chunking, counts, versions, file sizes
+        chunks.sqlite         documents and chunks with their metadata (the source of truth)
+        vectors.npy           float32 embeddings, row i = chunk id i (the vector source of truth)
+        dense.faiss           the FAISS index over vectors.npy (derived; rebuilt if damaged)
+        keyword/              the bm25s index over chunk texts (derived; rebuilt if damaged)
+      .lock                   held while a build writes
+
+A build writes a new generation into a temporary folder, renames it into place and only then
+points ``CURRENT`` at it. A build that crashes at any step leaves the served generation alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import platform
+import secrets
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from .chunking import Chunk
+from .errors import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexWriteError,
+    MissingDependencyError,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FaissStore",
+    "IndexWriter",
+    "KeywordIndex",
+    "LoadedIndex",
+    "Manifest",
+    "NumpyStore",
+    "StoredDocument",
+    "VectorStore",
+    "open_index",
+    "resolve_index_type",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+CHUNKS_DB = "chunks.sqlite"
+VECTORS = "vectors.npy"
+DENSE = "dense.faiss"
+KEYWORD = "keyword"
+GENERATIONS_KEPT = 2  # the served one and the one before, for readers still holding it
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index is and how it was built; stored as ``manifest.json``, never pickled."""
+
+    schema_version: int
+    generation: str
+    built_at: str
+    encoder: dict[str, Any]  # name, dim, max_tokens, probe (vector of a fixed text)
+    normalize: bool
+    metric: str
+    index_type: str  # FAISS factory string actually used
+    chunking: dict[str, int]  # chunk_tokens, chunk_overlap, min_chunk_tokens
+    keyword: dict[str, Any]  # bm25 method, k1, b, stemmer, stopwords
+    corpus_root: str
+    corpus_fingerprint: str
+    documents: int
+    chunks: int
+    skipped: int
+    files: dict[str, int]  # file name -> size in bytes, to detect truncation
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def encoder_name(self) -> str:
+        return str(self.encoder["name"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder["dim"])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise IndexMismatchError(
+                f"index format version {data.get('schema_version')!r} is not the supported "
+                f"version {SCHEMA_VERSION}; rebuild it with `nexus build --full`"
+            )
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape an index, recorded for whoever debugs it later."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist in ("nexus-assistant", "numpy", "faiss-cpu", "bm25s", "sentence-transformers"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+# --------------------------------------------------------------------------- vector stores
+
+
+class VectorStore(Protocol):
+    """The narrow contract every place vectors can live must meet."""
+
+    kind: str
+
+    @property
+    def size(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` by inner product: (scores, ids), each (len(queries), k); ids -1 pad."""
+        ...
+
+    def save(self, path: Path) -> None: ...
+
+
+def resolve_index_type(requested: str, n_vectors: int, exact_limit: int) -> str:
+    """The FAISS factory string for ``requested``; ``auto`` follows corpus size.
+
+    Exact search costs one pass over all vectors, which stays in the low milliseconds up to
+    about a hundred thousand 384-dimension vectors on two cores; above that an HNSW graph keeps
+    queries fast at a small recall cost.
+    """
+    if requested != "auto":
+        return requested
+    return "Flat" if n_vectors <= exact_limit else "HNSW32"
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("faiss is not installed; install faiss-cpu") from exc
+    return faiss
+
+
+class FaissStore:
+    """FAISS index with inner-product metric (cosine, since vectors are normalized)."""
+
+    kind = "faiss"
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, index_type: str) -> FaissStore:
+        faiss = _faiss()
+        dim = vectors.shape[1]
+        index = faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            # IVF needs training data; FAISS asks for ~39 points per centroid.
+            index.train(np.ascontiguousarray(vectors))
+        if len(vectors):
+            index.add(np.ascontiguousarray(vectors))
+        if hasattr(index, "hnsw"):
+            index.hnsw.efSearch = 128
+        return cls(index)
+
+    @classmethod
+    def load(cls, path: Path) -> FaissStore:
+        return cls(_faiss().read_index(str(path)))
+
+    def save(self, path: Path) -> None:
+        _faiss().write_index(self.index, str(path))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, self.size)
+        if k <= 0:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids
+
+
+class NumpyStore:
+    """Exact search by brute force: the reference every other store is checked against."""
+
+    kind = "numpy"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    @property
+    def size(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def save(self, path: Path) -> None:
+        np.save(path, self.vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_search(self.vectors, queries, k)
+
+
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` rows of ``vectors`` by inner product with each query, best first."""
+    k = min(k, len(vectors))
+    scores = queries @ vectors.T
+    if k <= 0:
+        return scores[:, :0], np.zeros((len(queries), 0), dtype=np.int64)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top_scores, order, axis=1), np.take_along_axis(top, order, axis=1)
+
+
+# --------------------------------------------------------------------------- keyword index
+
+
+class KeywordIndex:
+    """BM25 over chunk texts (bm25s), with English stop words and Snowball stemming."""
+
+    params: ClassVar[dict[str, Any]] = {
+        "method": "lucene",
+        "k1": 1.2,
+        "b": 0.75,
+        "stemmer": "english",
+        "stopwords": "en",
+    }
+
+    def __init__(self, retriever: Any) -> None:
+        self.retriever = retriever
+        self._stemmer = _stemmer()
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> KeywordIndex:
+        bm25s = _bm25s()
+        p = cls.params
+        tokens = bm25s.tokenize(
+            list(texts), stopwords=p["stopwords"], stemmer=_stemmer(), show_progress=False
+        )
+        retriever = bm25s.BM25(method=p["method"], k1=p["k1"], b=p["b"])
+        retriever.index(tokens, show_progress=False)
+        return cls(retriever)
+
+    @classmethod
+    def load(cls, path: Path) -> KeywordIndex:
+        return cls(_bm25s().BM25.load(str(path), mmap=True, show_progress=False, verbosity=0))
+
+    def save(self, path: Path) -> None:
+        self.retriever.save(str(path), show_progress=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.retriever.scores["num_docs"])
+
+    def tokenize(self, query: str) -> list[str]:
+        tokens = _bm25s().tokenize(
+            [query],
+            stopwords=self.params["stopwords"],
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+        return list(tokens[0])
+
+    def search(
+        self, query: str, k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` chunk ids by BM25 score (score > 0 only), best first: (ids, scores)."""
+        vocab = self.retriever.vocab_dict
+        tokens = [t for t in self.tokenize(query) if t in vocab]
+        if not tokens or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
+        if mask is not None:
+            scores = scores * mask
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return top.astype(np.int64), scores[top]
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer(KeywordIndex.params["stemmer"])
+
+
+def _bm25s() -> Any:
+    try:
+        import bm25s
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("bm25s is not installed; install bm25s PyStemmer") from exc
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
+    return bm25s
+
+
+# --------------------------------------------------------------------------- writing
+
+
+_SCHEMA = """
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY, source TEXT UNIQUE NOT NULL, title TEXT NOT NULL,
+    format TEXT NOT NULL, category TEXT NOT NULL, sha256 TEXT NOT NULL, text TEXT NOT NULL
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, title TEXT NOT NULL, category TEXT NOT NULL,
+    headings TEXT NOT NULL, text TEXT NOT NULL, start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL, key TEXT NOT NULL
+);
+CREATE INDEX chunks_source ON chunks(source);
+CREATE INDEX chunks_category ON chunks(category);
+"""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as kept in the index, for reuse by incremental builds and for display."""
+
+    source: str
+    title: str
+    format: str
+    category: str
+    sha256: str
+    text: str
+
+
+class IndexWriter:
+    """Writes one new generation of an index folder, atomically.
+
+    Use as a context manager; nothing becomes visible until :meth:`commit` returns::
+
+        with IndexWriter(index_dir) as writer:
+            writer.write(documents, chunks, vectors, manifest_fields)
+            writer.commit()
+
+    Raises:
+        IndexWriteError: The folder cannot be written (permissions, disk full).
+    """
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        # Names sort by creation time, which pruning relies on; the suffix avoids collisions.
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+        self.generation = f"gen-{stamp}-{secrets.token_hex(2)}"
+        self._tmp = self.index_dir / f".tmp-{self.generation}"
+        self._lock: Any = None
+        self._manifest: Manifest | None = None
+
+    def __enter__(self) -> IndexWriter:
+        try:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.index_dir / ".lock", "a")
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            _remove_stale_temporaries(self.index_dir)
+            self._tmp.mkdir()
+        except OSError as exc:
+            self._release()
+            raise IndexWriteError(f"cannot write the index in {self.index_dir}: {exc}") from exc
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def write(
+        self,
+        documents: Sequence[StoredDocument],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        dense: VectorStore,
+        keyword: KeywordIndex,
+        manifest: dict[str, Any],
+    ) -> Manifest:
+        """Write every file of the generation into the temporary folder."""
+        assert len(chunks) == len(vectors) == dense.size, "chunks, vectors and index disagree"
+        try:
+            self._write_db(documents, chunks)
+            with open(self._tmp / VECTORS, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+            dense.save(self._tmp / DENSE)
+            keyword.save(self._tmp / KEYWORD)
+            files = {
+                p.relative_to(self._tmp).as_posix(): p.stat().st_size
+                for p in sorted(self._tmp.rglob("*"))
+                if p.is_file()
+            }
+            self._manifest = Manifest(
+                schema_version=SCHEMA_VERSION,
+                generation=self.generation,
+                built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                files=files,
+                versions=library_versions(),
+                **manifest,
+            )
+            (self._tmp / MANIFEST).write_text(self._manifest.to_json(), encoding="utf-8")
+        except OSError as exc:
+            raise IndexWriteError(
+                f"writing the new index failed ({exc}); the previous index is unchanged"
+            ) from exc
+        return self._manifest
+
+    def _write_db(self, documents: Sequence[StoredDocument], chunks: Sequence[Chunk]) -> None:
+        db = sqlite3.connect(self._tmp / CHUNKS_DB)
+        try:
+            db.executescript(_SCHEMA)
+            db.executemany(
+                "INSERT INTO documents (source, title, format, category, sha256, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(d.source, d.title, d.format, d.category, d.sha256, d.text) for d in documents],
+            )
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        i,
+                        c.source,
+                        c.title,
+                        c.category,
+                        json.dumps(c.headings),
+                        c.text,
+                        c.start_line,
+                        c.end_line,
+                        c.key,
+                    )
+                    for i, c in enumerate(chunks)
+                ],
+            )
+            db.commit()
+        finally:
+            db.close()
+
+    def commit(self) -> Manifest:
+        """Publish the generation: fsync it, rename it into place, then switch ``CURRENT``."""
+        if self._manifest is None:
+            raise RuntimeError("commit() called before write()")
+        final = self.index_dir / self.generation
+        try:
+            _fsync_tree(self._tmp)
+            self._tmp.rename(final)
+            pointer = self.index_dir / f".{CURRENT}.{self.generation}"
+            pointer.write_text(self.generation + "\n", encoding="utf-8")
+            _fsync_file(pointer)
+            os.replace(pointer, self.index_dir / CURRENT)
+            _fsync_file(self.index_dir)
+        except OSError as exc:
+            raise IndexWriteError(
+                f"publishing the new index failed ({exc}); the previous index is unchanged"
+            ) from exc
+        _prune_generations(self.index_dir, keep=self.generation)
+        return self._manifest
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            _fsync_file(path)
+    _fsync_file(root)
+
+
+def _remove_stale_temporaries(index_dir: Path) -> None:
+    """Leftovers of builds that died; safe to delete while we hold the build lock."""
+    for path in index_dir.glob(".tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in index_dir.glob(f".{CURRENT}.*"):
+        path.unlink(missing_ok=True)
+
+
+def _prune_generations(index_dir: Path, keep: str) -> None:
+    generations = sorted(p for p in index_dir.glob("gen-*") if p.is_dir())
+    for old in [g for g in generations if g.name != keep][: -(GENERATIONS_KEPT - 1) or None]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def current_generation(index_dir: Path) -> Path:
+    """The folder of the generation ``CURRENT`` points at.
+
+    Raises:
+        IndexNotFoundError: There is no built index in ``index_dir``.
+    """
+    index_dir = Path(index_dir)
+    pointer = index_dir / CURRENT
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexNotFoundError(
+            f"no index in {index_dir}; build one with `nexus build --corpus DIR --index "
+            f"{index_dir}`"
+        ) from None
+    generation = index_dir / name
+    if not name.startswith("gen-") or not generation.is_dir():
+        raise IndexCorruptError(
+            f"{pointer} names a missing generation {name!r}; rebuild with `nexus build --full`"
+        )
+    return generation
+
+
+def read_manifest(generation: Path) -> Manifest:
+    try:
+        return Manifest.from_json((generation / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(
+            f"{generation / MANIFEST} is missing; rebuild with `nexus build --full`"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise IndexCorruptError(
+            f"{generation / MANIFEST} is unreadable ({exc}); rebuild with `nexus build --full`"
+        ) from exc
+
+
+class LoadedIndex:
+    """A generation opened for reading. Thread-safe for concurrent searches.
+
+    Vectors are memory-mapped and chunk texts stay in SQLite until a hit needs them, so opening
+    costs little more than reading the dense and keyword indexes.
+    """
+
+    def __init__(self, generation: Path, manifest: Manifest, *, repair: bool = True) -> None:
+        self.path = generation
+        self.manifest = manifest
+        self._check_files()
+        self.vectors = self._load_vectors()
+        self.db = sqlite3.connect(
+            f"file:{generation / CHUNKS_DB}?mode=ro", uri=True, check_same_thread=False
+        )
+        self.dense = self._load_or_repair(DENSE, self._load_dense, self._rebuild_dense, repair)
+        self.keyword = self._load_or_repair(
+            KEYWORD, lambda p: KeywordIndex.load(p), self._rebuild_keyword, repair
+        )
+        if self.dense.size != len(self.vectors) or self.keyword.size != len(self.vectors):
+            raise IndexCorruptError(
+                f"index files in {generation} disagree on the chunk count; "
+                "rebuild with `nexus build --full`"
+            )
+
+    # Checks and repairs ------------------------------------------------------------------
+
+    def _check_files(self) -> None:
+        for name, size in self.manifest.files.items():
+            path = self.path / name
+            if name.startswith((DENSE, KEYWORD)):
+                continue  # derived files: rebuilt below when missing or damaged
+            if not path.is_file() or path.stat().st_size != size:
+                raise IndexCorruptError(
+                    f"{path} is missing or truncated; rebuild with `nexus build --full`"
+                )
+
+    def _load_vectors(self) -> np.ndarray:
+        try:
+            vectors: np.ndarray = np.load(self.path / VECTORS, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(
+                f"{self.path / VECTORS} is unreadable ({exc}); rebuild with `nexus build --full`"
+            ) from exc
+        if vectors.shape != (self.manifest.chunks, self.manifest.dim):
+            raise IndexCorruptError(
+                f"{self.path / VECTORS} has shape {vectors.shape}, the manifest says "
+                f"({self.manifest.chunks}, {self.manifest.dim}); rebuild with `nexus build --full`"
+            )
+        return vectors
+
+    def _load_dense(self, path: Path) -> VectorStore:
+        expected = self.manifest.files.get(DENSE)
+        if expected is not None and path.stat().st_size != expected:
+            raise ValueError(f"size {path.stat().st_size} != {expected}")
+        return FaissStore.load(path)
+
+    def _rebuild_dense(self) -> VectorStore:
+        return FaissStore.build(np.asarray(self.vectors), self.manifest.index_type)
+
+    def _rebuild_keyword(self) -> KeywordIndex:
+        texts = [
+            _embed_text(json.loads(h), t)
+            for h, t in self.db.execute("SELECT headings, text FROM chunks ORDER BY id")
+        ]
+        return KeywordIndex.build(texts)
+
+    def _load_or_repair(self, name: str, load: Any, rebuild: Any, repair: bool) -> Any:
+        path = self.path / name
+        try:
+            return load(path)
+        except Exception as exc:
+            if not repair:
+                raise IndexCorruptError(
+                    f"{path} is damaged ({exc}); rebuild with `nexus build --full`"
+                ) from exc
+            log.warning("%s is damaged (%s); rebuilding it from the stored chunks", path, exc)
+        rebuilt = rebuild()
+        with contextlib.suppress(OSError):
+            _save_atomically(rebuilt, path)
+        return rebuilt
+
+    # Queries -----------------------------------------------------------------------------
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        """Chunks by id, fetched in one query."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT id, source, title, category, headings, text, start_line, end_line "
+            f"FROM chunks WHERE id IN ({marks})",
+            [int(i) for i in ids],
+        ).fetchall()
+        return {
+            row[0]: Chunk(
+                source=row[1],
+                title=row[2],
+                category=row[3],
+                headings=tuple(json.loads(row[4])),
+                text=row[5],
+                start_line=row[6],
+                end_line=row[7],
+            )
+            for row in rows
+        }
+
+    @lru_cache(maxsize=256)  # noqa: B019 - one cache per loaded index is what we want
+    def ids_matching(self, category: str | None, path_glob: str | None) -> np.ndarray:
+        """Chunk ids in a category and/or whose source matches a glob (``concepts/*``)."""
+        clauses, params = [], []
+        if category is not None:
+            clauses.append("category = ?")
+            params.append(category)
+        if path_glob is not None:
+            clauses.append("source GLOB ?")
+            params.append(path_glob)
+        where = " AND ".join(clauses) or "1"
+        rows = self.db.execute(f"SELECT id FROM chunks WHERE {where} ORDER BY id", params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def categories(self) -> list[tuple[str, int]]:
+        """Each category with its number of documents."""
+        return list(
+            self.db.execute(
+                "SELECT category, COUNT(*) FROM documents GROUP BY category ORDER BY category"
+            )
+        )
+
+    def documents(self) -> Iterator[StoredDocument]:
+        for row in self.db.execute(
+            "SELECT source, title, format, category, sha256, text FROM documents ORDER BY source"
+        ):
+            yield StoredDocument(*row)
+
+    def document(self, source: str) -> StoredDocument | None:
+        row = self.db.execute(
+            "SELECT source, title, format, category, sha256, text FROM documents WHERE source = ?",
+            (source,),
+        ).fetchone()
+        return StoredDocument(*row) if row else None
+
+    def chunk_rows_by_source(self) -> dict[str, list[int]]:
+        """Chunk ids of each document, in order; incremental builds reuse them."""
+        out: dict[str, list[int]] = {}
+        for cid, source in self.db.execute("SELECT id, source FROM chunks ORDER BY id"):
+            out.setdefault(source, []).append(cid)
+        return out
+
+    def ids_by_key(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT key, id FROM chunks"))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _embed_text(headings: Sequence[str], text: str) -> str:
+    return Chunk("", "", "", tuple(headings), text, 0, 0).embed_text
+
+
+def _save_atomically(store: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".repair")
+    store.save(tmp)
+    if path.is_dir():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def open_index(index_dir: Path | str, *, repair: bool = True) -> LoadedIndex:
+    """Open the generation currently served from ``index_dir``.
+
+    Raises:
+        IndexNotFoundError: Nothing has been built there.
+        IndexMismatchError: The index has an unsupported format version.
+        IndexCorruptError: A file is missing or damaged beyond repair.
+    """
+    generation = current_generation(Path(index_dir))
+    return LoadedIndex(generation, read_manifest(generation), repair=repair)

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, QueryError, Settings, build_index
+from assistant.retrieval import clean_query, reciprocal_rank_fusion
+from assistant.testing import HashEncoder
+
+
+@pytest.fixture
+def nexus(corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings) -> Assistant:
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    return Assistant.load(index_dir, settings=settings, encoder=encoder)
+
+
+def test_rrf_rewards_agreement_and_is_deterministic() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60)
+    assert [item for item, _ in fused] == [1, 3, 2, 4]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+    weighted = reciprocal_rank_fusion([[1], [2]], k=0, weights=[1.0, 2.0])
+    assert weighted == [(2, 2.0), (1, 1.0)]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "semantic", "keyword"])
+def test_each_mode_finds_the_page_that_shares_the_words(nexus: Assistant, mode: str) -> None:
+    hits = nexus.search("multi-stage Dockerfile builder stage slim runtime image", k=3, mode=mode)
+    assert hits[0].source == "reference/docker.md"
+    assert hits[0].heading_path == "Docker Images › Multi-stage builds"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(a.score >= b.score for a, b in pairwise(hits))
+
+
+def test_a_hit_explains_its_ranking(nexus: Assistant) -> None:
+    hit = nexus.search("Access-Control-Allow-Origin browsers origin", k=1)[0]
+    assert hit.source == "reference/cors.html" and hit.category == "reference"
+    assert hit.dense_rank is not None and hit.keyword_rank is not None
+    assert hit.dense_score is not None and -1.0 <= hit.dense_score <= 1.0
+    assert 1 <= hit.start_line <= hit.end_line
+    keyword_only = nexus.search("Access-Control-Allow-Origin", k=1, mode="keyword")[0]
+    assert keyword_only.dense_score is None and keyword_only.keyword_rank == 1
+
+
+def test_script_and_nav_text_of_html_pages_is_not_indexed(nexus: Assistant) -> None:
+    assert nexus.search("xylophone quartz", k=5, mode="keyword") == []
+    assert nexus.search("Home Docs", k=5, mode="keyword") == []
+
+
+def test_category_and_path_filters(nexus: Assistant) -> None:
+    hits = nexus.search("cache", k=10, category="reference")
+    assert hits and all(h.category == "reference" for h in hits)
+    hits = nexus.search("cache", k=10, path="guides/lock*")
+    assert hits and {h.source for h in hits} == {"guides/locking.md"}
+    assert nexus.search("cache", category="no-such-folder") == []
+
+
+def test_top_level_files_have_an_empty_category(nexus: Assistant) -> None:
+    hits = nexus.search("structured logging JSON fields", k=1, category="")
+    assert hits[0].source == "notes.txt"
+
+
+def test_near_duplicates_are_collapsed(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings
+) -> None:
+    text = (corpus / "guides" / "locking.md").read_text()
+    (corpus / "guides" / "locking-copy.md").write_text(text)
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    nexus = Assistant.load(index_dir, settings=settings, encoder=encoder)
+    query = "version column update succeeds only when version still current"
+    deduped = nexus.search(query, k=4)
+    assert len({h.text for h in deduped}) == len(deduped)
+    raw = nexus.search(query, k=4, dedupe=False)
+    assert len({h.text for h in raw}) < len(raw)
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\x00\x07\n\t", "\u200b"])
+def test_empty_queries_are_a_clear_error(nexus: Assistant, query: str) -> None:
+    with pytest.raises(QueryError, match="empty"):
+        nexus.search(query)
+
+
+def test_odd_but_valid_queries_are_answered(nexus: Assistant) -> None:
+    for query in [
+        "'; DROP TABLE chunks; --",
+        "<script>alert(1)</script>",
+        "кэш 缓存 🚀",
+        "x" * 100_000,
+    ]:
+        assert isinstance(nexus.search(query, k=3), list)
+
+
+def test_invalid_k_and_mode(nexus: Assistant) -> None:
+    with pytest.raises(QueryError, match="k must be"):
+        nexus.search("cache", k=0)
+    with pytest.raises(QueryError, match="mode must be"):
+        nexus.search("cache", mode="fuzzy")  # type: ignore[arg-type]
+
+
+def test_clean_query_strips_control_characters_and_trims() -> None:
+    assert clean_query("  what\x00is\tthe\n GIL? ", 100) == "what is the GIL?"
+    assert clean_query("a" * 50, 10) == "a" * 10
+
+
+def test_reload_switches_to_a_newer_build(
+    nexus: Assistant, corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings
+) -> None:
+    assert nexus.reload_if_changed() is False
+    (corpus / "queues.md").write_text("# Queues\n\nCelery workers consume tasks from Redis.\n")
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert nexus.search("celery workers consume", k=1)[0].source != "queues.md"
+    assert nexus.reload_if_changed() is True
+    assert nexus.search("celery workers consume", k=1)[0].source == "queues.md"

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant import IndexCorruptError, IndexNotFoundError, build_index
+from assistant.store import (
+    FaissStore,
+    NumpyStore,
+    exact_search,
+    open_index,
+    resolve_index_type,
+)
+from assistant.testing import HashEncoder
+
+
+def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def assert_same_neighbours(ref: tuple, got: tuple, atol: float = 1e-5) -> None:
+    """Same scores; same ids except where scores tie (any order of equal scores is right)."""
+    ref_scores, ref_ids = ref
+    got_scores, got_ids = got
+    np.testing.assert_allclose(got_scores, ref_scores, atol=atol)
+    for rs, ri, gi in zip(ref_scores, ref_ids, got_ids, strict=True):
+        boundary = rs[-1]
+        assert set(ri[rs > boundary + atol]) <= set(gi)
+
+
+@pytest.mark.parametrize("n", [5, 17, 1000])
+@pytest.mark.parametrize("k", [1, 5, 17])
+def test_faiss_flat_matches_brute_force(n: int, k: int) -> None:
+    vectors = random_unit_vectors(n, 32, seed=n)
+    queries = random_unit_vectors(7, 32, seed=99)
+    reference = NumpyStore(vectors).search(queries, k)
+    assert reference[1].shape == (7, min(k, n))
+    assert_same_neighbours(reference, FaissStore.build(vectors, "Flat").search(queries, k))
+
+
+def test_hnsw_recall_against_exact_search() -> None:
+    vectors = random_unit_vectors(3000, 32, seed=1)
+    queries = random_unit_vectors(50, 32, seed=2)
+    _, exact = exact_search(vectors, queries, 10)
+    _, approx = FaissStore.build(vectors, "HNSW32").search(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert recall > 0.9
+
+
+@pytest.mark.parametrize("store", ["faiss", "numpy"])
+def test_store_contract_save_load_search(store: str, tmp_path: Path) -> None:
+    vectors = random_unit_vectors(50, 16, seed=3)
+    built = FaissStore.build(vectors, "Flat") if store == "faiss" else NumpyStore(vectors)
+    path = tmp_path / ("dense.faiss" if store == "faiss" else "vectors.npy")
+    built.save(path)
+    loaded = FaissStore.load(path) if store == "faiss" else NumpyStore(np.load(path))
+    assert loaded.size == 50
+    scores, ids = loaded.search(vectors[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+
+
+def test_auto_index_type_follows_size() -> None:
+    assert resolve_index_type("auto", 10, exact_limit=100) == "Flat"
+    assert resolve_index_type("auto", 1000, exact_limit=100) == "HNSW32"
+    assert resolve_index_type("IVF64,Flat", 10, exact_limit=100) == "IVF64,Flat"
+
+
+def test_missing_index_says_how_to_build(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="nexus build"):
+        open_index(tmp_path / "nothing")
+
+
+@pytest.fixture
+def built(corpus: Path, index_dir: Path, encoder: HashEncoder, settings) -> Path:  # type: ignore[no-untyped-def]
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    return index_dir
+
+
+def generation(index_dir: Path) -> Path:
+    return index_dir / (index_dir / "CURRENT").read_text().strip()
+
+
+def test_index_folder_describes_itself(built: Path) -> None:
+    index = open_index(built)
+    m = index.manifest
+    assert m.encoder_name == "hash-encoder" and m.dim == 64 and len(m.encoder["probe"]) == 64
+    assert m.documents == 6 and m.chunks == len(index.vectors) > 6
+    assert m.index_type == "Flat" and m.metric == "inner_product" and m.normalize
+    assert {"chunks.sqlite", "vectors.npy", "dense.faiss"} <= set(m.files)
+    assert "numpy" in m.versions and m.built_at
+    assert dict(index.categories()) == {"": 1, "guides": 2, "reference": 3}
+
+
+def test_damaged_dense_index_is_rebuilt_from_vectors(built: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    dense = generation(built) / "dense.faiss"
+    dense.write_bytes(dense.read_bytes()[:100])
+    index = open_index(built)
+    assert index.dense.size == len(index.vectors)
+    assert "rebuilding it" in caplog.text
+    assert open_index(built).dense.size == len(index.vectors)  # repaired on disk too
+
+
+def test_deleted_keyword_index_is_rebuilt(built: Path) -> None:
+    import shutil
+
+    shutil.rmtree(generation(built) / "keyword")
+    index = open_index(built)
+    ids, _ = index.keyword.search("optimistic locking version", 3)
+    assert index.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
+
+
+def test_truncated_vectors_are_a_clear_error(built: Path) -> None:
+    vectors = generation(built) / "vectors.npy"
+    vectors.write_bytes(vectors.read_bytes()[:-64])
+    with pytest.raises(IndexCorruptError, match="truncated; rebuild with `nexus build --full`"):
+        open_index(built)
+
+
+def test_missing_manifest_and_dangling_pointer_are_clear_errors(built: Path) -> None:
+    (generation(built) / "manifest.json").unlink()
+    with pytest.raises(IndexCorruptError, match=r"manifest.json is missing"):
+        open_index(built)
+    (built / "CURRENT").write_text("gen-gone\n")
+    with pytest.raises(IndexCorruptError, match="missing generation"):
+        open_index(built)
+
+
+def test_only_recent_generations_are_kept(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings
+) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(4):
+        build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert len(list(index_dir.glob("gen-*"))) == 2
+    assert not list(index_dir.glob(".tmp-*"))
