@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +37,6 @@ from .store import (
 __all__ = ["BuildReport", "build_index"]
 
 log = logging.getLogger(__name__)
-
-ProgressFactory = Callable[..., "tqdm[object]"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +111,98 @@ def _cosine(a: list[float], b: list[float]) -> float:
     return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) or 1.0))
 
 
+@dataclass
+class _Collected:
+    """Documents and chunks of this build; ``reuse[i]`` is chunk i's vector id in the previous
+    index, or None when the chunk must be embedded."""
+
+    documents: list[StoredDocument] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    reuse: list[int | None] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, source: str, reason: str) -> None:
+        self.skipped.append((source, reason))
+        log.warning("skipped %s: %s", source, reason)
+
+
+def _collect(
+    corpus_dir: Path,
+    paths: list[Path],
+    *,
+    settings: Settings,
+    encoder: Encoder,
+    chunking: dict[str, int],
+    previous: LoadedIndex | None,
+    seconds: dict[str, float],
+    progress: bool,
+) -> _Collected:
+    """Read every file; reuse unchanged documents whole, parse and chunk the others."""
+    out = _Collected()
+    reusable_docs = {d.source: d for d in previous.documents()} if previous else {}
+    reusable_rows = previous.chunk_rows_by_source() if previous else {}
+    vector_of_key = previous.ids_by_key() if previous else {}
+    same_chunking = previous is not None and previous.manifest.chunking == chunking
+    seconds["load"] = seconds["chunk"] = 0.0
+    for path in tqdm(paths, desc="Reading", unit="file", disable=not progress):
+        tick = time.perf_counter()
+        try:
+            raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
+        except SkipFile as exc:
+            out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
+            continue
+        old = reusable_docs.get(raw.source)
+        if previous is not None and same_chunking and old is not None and old.sha256 == raw.sha256:
+            rows = reusable_rows.get(raw.source, [])
+            reused = previous.chunks(rows)
+            out.documents.append(old)
+            out.chunks.extend(reused[r] for r in rows)
+            out.reuse.extend(rows)
+            seconds["load"] += time.perf_counter() - tick
+            continue
+        try:
+            doc = parse(raw)
+        except SkipFile as exc:
+            out.skip(raw.source, str(exc))
+            continue
+        for message in doc.warnings:
+            out.warnings.append((doc.source, message))
+            log.warning("%s: %s", doc.source, message)
+        out.documents.append(
+            StoredDocument(doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text)
+        )
+        tick2 = time.perf_counter()
+        seconds["load"] += tick2 - tick
+        new_chunks = chunk_document(
+            doc,
+            encoder.count_tokens,
+            max_tokens=chunking["chunk_tokens"],
+            overlap=chunking["chunk_overlap"],
+            min_tokens=chunking["min_chunk_tokens"],
+        )
+        seconds["chunk"] += time.perf_counter() - tick2
+        out.chunks.extend(new_chunks)
+        out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
+    return out
+
+
+def _vectors(
+    collected: _Collected, previous: LoadedIndex | None, encoder: Encoder, progress: bool
+) -> tuple[np.ndarray, int]:
+    """One vector per chunk: copied from the previous index or freshly embedded."""
+    vectors = np.empty((len(collected.chunks), encoder.dim), dtype=np.float32)
+    to_embed = [i for i, ref in enumerate(collected.reuse) if ref is None]
+    old = [(i, ref) for i, ref in enumerate(collected.reuse) if ref is not None]
+    if old:
+        assert previous is not None, "vectors reused without a previous index"
+        vectors[[i for i, _ in old]] = previous.vectors[[ref for _, ref in old]]
+    if to_embed:
+        texts = [collected.chunks[i].embed_text for i in to_embed]
+        vectors[to_embed] = encoder.encode(texts, kind="document", progress=progress)
+    return vectors, len(to_embed)
+
+
 def build_index(
     corpus_dir: str | Path,
     index_dir: str | Path,
@@ -157,127 +246,59 @@ def build_index(
     chunking = _chunking_params(settings, encoder)
     previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
     try:
-        reusable_docs = {d.source: d for d in previous.documents()} if previous else {}
-        reusable_rows = previous.chunk_rows_by_source() if previous else {}
-        vector_of_key = previous.ids_by_key() if previous else {}
-        same_chunking = previous is not None and previous.manifest.chunking == chunking
-
-        documents: list[StoredDocument] = []
-        chunks: list[Chunk] = []
-        sources: list[tuple[str, int]] = []  # per chunk: ("old", id) or ("new", index)
-        skipped: list[tuple[str, str]] = []
-        warnings: list[tuple[str, str]] = []
-        seconds["load"] = seconds["chunk"] = 0.0
-        for path in tqdm(paths, desc="Reading", unit="file", disable=not progress):
-            tick = time.perf_counter()
-            try:
-                raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
-            except SkipFile as exc:
-                source = path.relative_to(corpus_dir).as_posix()
-                skipped.append((source, str(exc)))
-                log.warning("skipped %s: %s", source, exc)
-                continue
-            old = reusable_docs.get(raw.source)
-            if same_chunking and old is not None and old.sha256 == raw.sha256:
-                assert previous is not None
-                rows = reusable_rows.get(raw.source, [])
-                documents.append(old)
-                chunks.extend(previous.chunks(rows)[r] for r in rows)
-                sources.extend(("old", r) for r in rows)
-                seconds["load"] += time.perf_counter() - tick
-                continue
-            try:
-                doc = parse(raw)
-            except SkipFile as exc:
-                skipped.append((raw.source, str(exc)))
-                log.warning("skipped %s: %s", raw.source, exc)
-                continue
-            for message in doc.warnings:
-                warnings.append((doc.source, message))
-                log.warning("%s: %s", doc.source, message)
-            documents.append(
-                StoredDocument(
-                    doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text
-                )
-            )
-            tick2 = time.perf_counter()
-            seconds["load"] += tick2 - tick
-            new_chunks = chunk_document(
-                doc,
-                encoder.count_tokens,
-                max_tokens=chunking["chunk_tokens"],
-                overlap=chunking["chunk_overlap"],
-                min_tokens=chunking["min_chunk_tokens"],
-            )
-            seconds["chunk"] += time.perf_counter() - tick2
-            for chunk in new_chunks:
-                reuse = vector_of_key.get(chunk.key)
-                sources.append(("old", reuse) if reuse is not None else ("new", len(chunks)))
-                chunks.append(chunk)
-
-        if not chunks:
+        collected = _collect(
+            corpus_dir,
+            paths,
+            settings=settings,
+            encoder=encoder,
+            chunking=chunking,
+            previous=previous,
+            seconds=seconds,
+            progress=progress,
+        )
+        if not collected.chunks:
             raise EmptyCorpusError(
                 f"no indexable text in {corpus_dir} ({len(paths)} supported files found, "
-                f"{len(skipped)} skipped); add .md, .rst, .txt or .html documents"
+                f"{len(collected.skipped)} skipped); add .md, .rst, .txt or .html documents"
             )
-
         tick = time.perf_counter()
-        to_embed = [i for kind, i in sources if kind == "new"]
-        fresh = encoder.encode(
-            [chunks[i].embed_text for i in to_embed], kind="document", progress=progress
-        )
+        vectors, embedded = _vectors(collected, previous, encoder, progress)
         seconds["embed"] = time.perf_counter() - tick
-
-        tick = time.perf_counter()
-        vectors = np.empty((len(chunks), encoder.dim), dtype=np.float32)
-        fresh_row = {chunk_index: row for row, chunk_index in enumerate(to_embed)}
-        old_rows = [(i, ref) for i, (kind, ref) in enumerate(sources) if kind == "old"]
-        if old_rows:
-            assert previous is not None
-            targets, refs = zip(*old_rows, strict=True)
-            vectors[list(targets)] = previous.vectors[list(refs)]
-        for chunk_index, row in fresh_row.items():
-            vectors[chunk_index] = fresh[row]
-        index_type = resolve_index_type(
-            settings.index_type, len(chunks), settings.exact_search_limit
-        )
-        dense = FaissStore.build(vectors, index_type)
-        keyword = KeywordIndex.build([c.embed_text for c in chunks])
-        seconds["index"] = time.perf_counter() - tick
     finally:
         if previous is not None:
             previous.close()
 
     tick = time.perf_counter()
+    chunks, documents = collected.chunks, collected.documents
+    index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
+    dense = FaissStore.build(vectors, index_type)
+    keyword = KeywordIndex.build([c.embed_text for c in chunks])
+    seconds["index"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
     fingerprint = hashlib.sha256(
         "\n".join(f"{d.source}\t{d.sha256}" for d in documents).encode()
     ).hexdigest()
+    manifest_fields = {
+        "encoder": {
+            "name": encoder.name,
+            "dim": encoder.dim,
+            "max_tokens": encoder.max_tokens,
+            "probe": probe,
+        },
+        "normalize": True,
+        "metric": "inner_product",
+        "index_type": index_type,
+        "chunking": chunking,
+        "keyword": dict(KeywordIndex.params),
+        "corpus_root": str(corpus_dir.resolve()),
+        "corpus_fingerprint": fingerprint,
+        "documents": len(documents),
+        "chunks": len(chunks),
+        "skipped": len(collected.skipped),
+    }
     with IndexWriter(index_dir) as writer:
-        writer.write(
-            documents,
-            chunks,
-            vectors,
-            dense,
-            keyword,
-            {
-                "encoder": {
-                    "name": encoder.name,
-                    "dim": encoder.dim,
-                    "max_tokens": encoder.max_tokens,
-                    "probe": probe,
-                },
-                "normalize": True,
-                "metric": "inner_product",
-                "index_type": index_type,
-                "chunking": chunking,
-                "keyword": dict(KeywordIndex.params),
-                "corpus_root": str(corpus_dir.resolve()),
-                "corpus_fingerprint": fingerprint,
-                "documents": len(documents),
-                "chunks": len(chunks),
-                "skipped": len(skipped),
-            },
-        )
+        writer.write(documents, chunks, vectors, dense, keyword, manifest_fields)
         manifest = writer.commit()
     seconds["write"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
@@ -286,10 +307,10 @@ def build_index(
         generation=manifest.generation,
         documents=len(documents),
         chunks=len(chunks),
-        embedded=len(to_embed),
-        reused=len(chunks) - len(to_embed),
-        skipped=skipped,
-        warnings=warnings,
+        embedded=embedded,
+        reused=len(chunks) - embedded,
+        skipped=collected.skipped,
+        warnings=collected.warnings,
         index_type=index_type,
         full=previous is None,
         seconds={k: round(v, 3) for k, v in seconds.items()},

@@ -361,7 +361,7 @@ class IndexWriter:
     Use as a context manager; nothing becomes visible until :meth:`commit` returns::
 
         with IndexWriter(index_dir) as writer:
-            writer.write(documents, chunks, vectors, manifest_fields)
+            writer.write(documents, chunks, vectors, dense, keyword, manifest_fields)
             writer.commit()
 
     Raises:
@@ -429,7 +429,7 @@ class IndexWriter:
                 **manifest,
             )
             (self._tmp / MANIFEST).write_text(self._manifest.to_json(), encoding="utf-8")
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise IndexWriteError(
                 f"writing the new index failed ({exc}); the previous index is unchanged"
             ) from exc
