@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,7 +99,6 @@ class Assistant:
         self.index = index
         self.encoder = encoder
         self.settings = settings
-        self._lock = threading.Lock()
         self._embed_query = lru_cache(maxsize=1024)(self._embed_uncached)
 
     @classmethod
@@ -228,8 +226,7 @@ class Assistant:
             ranked = _drop_near_duplicates(index, ranked, k, settings.dedupe_threshold)
         ranked = ranked[:k]
         ids = [cid for cid, _ in ranked]
-        with self._lock:
-            chunks = index.chunks(ids)
+        chunks = index.chunks(ids)
         cosines = (index.vectors[ids] @ qvec).tolist() if qvec is not None and ids else []
         dense_rank = {cid: r for r, cid in enumerate(dense_ids, start=1)}
         keyword_rank = {cid: r for r, cid in enumerate(keyword_ids, start=1)}

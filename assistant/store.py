@@ -27,8 +27,9 @@ import platform
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -566,9 +567,10 @@ class LoadedIndex:
         self.manifest = manifest
         self._check_files()
         self.vectors = self._load_vectors()
-        self.db = sqlite3.connect(
+        self._db = sqlite3.connect(
             f"file:{generation / CHUNKS_DB}?mode=ro", uri=True, check_same_thread=False
         )
+        self._db_lock = threading.Lock()  # one connection, shared by the serving threads
         self.dense = self._load_or_repair(DENSE, self._load_dense, self._rebuild_dense, repair)
         self.keyword = self._load_or_repair(
             KEYWORD, lambda p: KeywordIndex.load(p), self._rebuild_keyword, repair
@@ -617,7 +619,7 @@ class LoadedIndex:
     def _rebuild_keyword(self) -> KeywordIndex:
         texts = [
             _embed_text(json.loads(h), t)
-            for h, t in self.db.execute("SELECT headings, text FROM chunks ORDER BY id")
+            for h, t in self._query("SELECT headings, text FROM chunks ORDER BY id")
         ]
         return KeywordIndex.build(texts)
 
@@ -638,16 +640,20 @@ class LoadedIndex:
 
     # Queries -----------------------------------------------------------------------------
 
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._db_lock:
+            return self._db.execute(sql, params).fetchall()
+
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """Chunks by id, fetched in one query."""
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self.db.execute(
+        rows = self._query(
             "SELECT id, source, title, category, headings, text, start_line, end_line "
             f"FROM chunks WHERE id IN ({marks})",
             [int(i) for i in ids],
-        ).fetchall()
+        )
         return {
             row[0]: Chunk(
                 source=row[1],
@@ -672,42 +678,40 @@ class LoadedIndex:
             clauses.append("source GLOB ?")
             params.append(path_glob)
         where = " AND ".join(clauses) or "1"
-        rows = self.db.execute(f"SELECT id FROM chunks WHERE {where} ORDER BY id", params)
+        rows = self._query(f"SELECT id FROM chunks WHERE {where} ORDER BY id", params)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def categories(self) -> list[tuple[str, int]]:
         """Each category with its number of documents."""
-        return list(
-            self.db.execute(
-                "SELECT category, COUNT(*) FROM documents GROUP BY category ORDER BY category"
-            )
+        return self._query(
+            "SELECT category, COUNT(*) FROM documents GROUP BY category ORDER BY category"
         )
 
-    def documents(self) -> Iterator[StoredDocument]:
-        for row in self.db.execute(
+    def documents(self) -> list[StoredDocument]:
+        rows = self._query(
             "SELECT source, title, format, category, sha256, text FROM documents ORDER BY source"
-        ):
-            yield StoredDocument(*row)
+        )
+        return [StoredDocument(*row) for row in rows]
 
     def document(self, source: str) -> StoredDocument | None:
-        row = self.db.execute(
+        rows = self._query(
             "SELECT source, title, format, category, sha256, text FROM documents WHERE source = ?",
             (source,),
-        ).fetchone()
-        return StoredDocument(*row) if row else None
+        )
+        return StoredDocument(*rows[0]) if rows else None
 
     def chunk_rows_by_source(self) -> dict[str, list[int]]:
         """Chunk ids of each document, in order; incremental builds reuse them."""
         out: dict[str, list[int]] = {}
-        for cid, source in self.db.execute("SELECT id, source FROM chunks ORDER BY id"):
+        for cid, source in self._query("SELECT id, source FROM chunks ORDER BY id"):
             out.setdefault(source, []).append(cid)
         return out
 
     def ids_by_key(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT key, id FROM chunks"))
+        return dict(self._query("SELECT key, id FROM chunks"))
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
 
 def _embed_text(headings: Sequence[str], text: str) -> str:
