@@ -30,7 +30,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .build import BuildReport, build_index
+    from .build import BuildReport, CorpusChanges, build_index, corpus_changes
     from .retrieval import Assistant, Hit
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "AssistantError",
     "BuildReport",
     "ConfigError",
+    "CorpusChanges",
     "CorpusNotFoundError",
     "EmptyCorpusError",
     "Hit",
@@ -49,6 +50,7 @@ __all__ = [
     "QueryError",
     "Settings",
     "build_index",
+    "corpus_changes",
 ]
 
 _LAZY = {
@@ -56,6 +58,8 @@ _LAZY = {
     "Hit": "retrieval",
     "BuildReport": "build",
     "build_index": "build",
+    "CorpusChanges": "build",
+    "corpus_changes": "build",
 }
 
 

@@ -34,7 +34,7 @@ from .store import (
     resolve_index_type,
 )
 
-__all__ = ["BuildReport", "build_index"]
+__all__ = ["BuildReport", "CorpusChanges", "build_index", "corpus_changes"]
 
 log = logging.getLogger(__name__)
 
@@ -317,3 +317,66 @@ def build_index(
     )
     log.info(report.summary())
     return report
+
+
+@dataclass(frozen=True)
+class CorpusChanges:
+    """How a corpus folder differs from what an index was built from (sources, sorted)."""
+
+    added: list[str]
+    modified: list[str]
+    removed: list[str]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.added or self.modified or self.removed)
+
+    def summary(self) -> str:
+        if not self.stale:
+            return "up to date"
+        parts = [
+            f"{len(names)} {label} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+            for label, names in (
+                ("added", self.added),
+                ("modified", self.modified),
+                ("removed", self.removed),
+            )
+            if names
+        ]
+        return "changed since the build: " + "; ".join(parts)
+
+
+def corpus_changes(
+    corpus_dir: str | Path, index_dir: str | Path, *, settings: Settings | None = None
+) -> CorpusChanges:
+    """Compare the corpus folder with the documents the current index holds.
+
+    Reads and hashes every file, but parses only new or changed ones (to tell a document from
+    a file the build would skip), so it costs far less than a build and loads no model.
+
+    Raises:
+        CorpusNotFoundError: ``corpus_dir`` does not exist.
+        IndexNotFoundError: Nothing is built at ``index_dir``.
+    """
+    settings = settings or Settings()
+    corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    index = open_index(index_dir)
+    try:
+        indexed = {d.source: d.sha256 for d in index.documents()}
+    finally:
+        index.close()
+    added, modified, seen = [], [], set()
+    for path in discover(corpus_dir, exclude=[index_dir]):
+        try:
+            raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
+            if indexed.get(raw.source) != raw.sha256:
+                parse(raw)  # raises SkipFile for files a build would skip too
+        except SkipFile:
+            continue
+        seen.add(raw.source)
+        if raw.source not in indexed:
+            added.append(raw.source)
+        elif indexed[raw.source] != raw.sha256:
+            modified.append(raw.source)
+    removed = sorted(set(indexed) - seen)
+    return CorpusChanges(added=added, modified=modified, removed=removed)

@@ -163,9 +163,17 @@ def search(
 
 @cli.command()
 @_INDEX
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Corpus to compare with the index.  [default: the folder it was built from]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def info(index_dir: Path | None, as_json: bool) -> None:
-    """Describe the index: model, counts, build time, index type."""
+def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None:
+    """Describe the index (model, counts, build time) and whether the corpus changed since."""
+    from .build import corpus_changes
     from .store import open_index
 
     settings = _settings(index_dir=index_dir)
@@ -174,8 +182,16 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
     manifest = index.manifest
+    corpus = corpus_dir or Path(manifest.corpus_root)
+    try:
+        changes = corpus_changes(corpus, settings.index_dir, settings=settings)
+        freshness = changes.summary()
+        if changes.stale:
+            freshness += f"; run `nexus build --corpus {corpus} --index {settings.index_dir}`"
+    except AssistantError as exc:
+        changes, freshness = None, f"cannot compare ({exc})"
     if as_json:
-        _echo_json(asdict(manifest))
+        _echo_json({**asdict(manifest), "corpus_changes": asdict(changes) if changes else None})
         return
     click.echo(f"index       {settings.index_dir} ({manifest.generation})")
     click.echo(f"built       {manifest.built_at} from {manifest.corpus_root}")
@@ -185,6 +201,7 @@ def info(index_dir: Path | None, as_json: bool) -> None:
     click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
     categories = ", ".join(f"{c or '(top level)'} {n}" for c, n in index.categories())
     click.echo(f"categories  {categories}")
+    click.echo(f"corpus      {corpus}: {freshness}")
 
 
 @cli.command("eval")

@@ -213,3 +213,25 @@ def test_a_build_killed_midway_leaves_the_old_index_answering(
     assert nexus.search("optimistic locking version column", k=1)[0].source == "guides/locking.md"
     report = build_index(corpus, index_dir, settings=settings, encoder=encoder)
     assert report.documents == 7 and not list(index_dir.glob(".tmp-*"))
+
+
+def test_corpus_changes_since_the_build(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings
+) -> None:  # type: ignore[no-untyped-def]
+    from assistant import corpus_changes
+
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert not corpus_changes(corpus, index_dir).stale
+    (corpus / "notes.txt").write_text("Rewritten notes about log aggregation.\n")
+    (corpus / "guides" / "new.md").write_text("# New\n\nA new page.\n")
+    (corpus / "guides" / "caching.md").unlink()
+    (corpus / "blob.md").write_bytes(b"\x00binary")  # skipped by builds, so not "added"
+    changes = corpus_changes(corpus, index_dir)
+    assert (changes.added, changes.modified, changes.removed) == (
+        ["guides/new.md"],
+        ["notes.txt"],
+        ["guides/caching.md"],
+    )
+    assert changes.summary().startswith("changed since the build: 1 added (guides/new.md)")
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert corpus_changes(corpus, index_dir).summary() == "up to date"

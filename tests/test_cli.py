@@ -22,6 +22,15 @@ def built(corpus: Path, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return index_dir
 
 
+def test_info_warns_when_the_corpus_changed(
+    built: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (corpus / "guides" / "locking.md").write_text("# Locking\n\nChanged.\n")
+    assert main(["info", "--index", str(built), "--corpus", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert "1 modified (guides/locking.md)" in out and "run `nexus build --corpus" in out
+
+
 def test_search_prints_json_lines(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         ["search", "optimistic locking version column", "--index", str(built), "-k", "2", "--json"]
@@ -56,6 +65,7 @@ def test_info_describes_the_index(built: Path, capsys: pytest.CaptureFixture[str
     assert main(["info", "--index", str(built)]) == 0
     out = capsys.readouterr().out
     assert "hash-encoder (64 dimensions)" in out and "documents   6" in out
+    assert "corpus" in out and "up to date" in out
     assert main(["info", "--index", str(built), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["chunks"] >= 6
 
