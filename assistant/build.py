@@ -19,7 +19,13 @@ from tqdm.auto import tqdm
 from .chunking import Chunk, chunk_document
 from .config import Settings
 from .corpus import SkipFile, discover, parse, read_file
-from .embedding import Encoder, load_encoder, probe_vector
+from .embedding import (
+    SAME_ENCODER_COSINE,
+    Encoder,
+    load_encoder,
+    probe_similarity,
+    probe_vector,
+)
 from .errors import (
     AssistantError,
     EmptyCorpusError,
@@ -89,7 +95,8 @@ def _previous_index(
         return None
     manifest = previous.manifest
     same_encoder = manifest.encoder_name == encoder.name and manifest.dim == encoder.dim
-    if same_encoder and _cosine(manifest.encoder.get("probe", []), probe) < 0.999:
+    similarity = probe_similarity(manifest.encoder.get("probe", []), probe)
+    if same_encoder and similarity < SAME_ENCODER_COSINE:
         same_encoder = False
     if not same_encoder:
         log.warning(
@@ -102,13 +109,6 @@ def _previous_index(
     if manifest.chunking != chunking:
         log.info("chunking settings changed; unchanged chunk texts still reuse their vectors")
     return previous
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    if len(a) != len(b) or not a:
-        return 0.0
-    va, vb = np.asarray(a), np.asarray(b)
-    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) or 1.0))
 
 
 @dataclass

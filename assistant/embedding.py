@@ -11,7 +11,14 @@ import numpy as np
 from .config import DEFAULT_MODEL, Settings
 from .errors import ConfigError, MissingDependencyError
 
-__all__ = ["Encoder", "SentenceTransformerEncoder", "canonical_model_name", "load_encoder"]
+__all__ = [
+    "Encoder",
+    "SentenceTransformerEncoder",
+    "canonical_model_name",
+    "load_encoder",
+    "probe_similarity",
+    "probe_vector",
+]
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +156,17 @@ def probe_vector(encoder: Encoder) -> list[float]:
     """The encoder's vector for :data:`PROBE_TEXT`, rounded for a compact manifest."""
     vector = encoder.encode([PROBE_TEXT], kind="document")[0]
     return [round(float(x), 5) for x in vector]
+
+
+# Rounding to 5 decimals and float32 noise keep equal models far above this; a different
+# model, or the same name with changed weights, falls far below it.
+SAME_ENCODER_COSINE = 0.999
+
+
+def probe_similarity(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine between two probe vectors; 0.0 when they cannot be compared."""
+    if len(a) != len(b) or not a:
+        return 0.0
+    va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = float(np.linalg.norm(va) * np.linalg.norm(vb))
+    return float(va @ vb) / norms if norms else 0.0

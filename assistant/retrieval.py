@@ -14,7 +14,14 @@ import numpy as np
 
 from .chunking import HEADING_SEPARATOR
 from .config import SEARCH_MODES, SearchMode, Settings
-from .embedding import Encoder, canonical_model_name, load_encoder
+from .embedding import (
+    SAME_ENCODER_COSINE,
+    Encoder,
+    canonical_model_name,
+    load_encoder,
+    probe_similarity,
+    probe_vector,
+)
 from .errors import IndexMismatchError, QueryError
 from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
 
@@ -251,12 +258,22 @@ class Assistant:
 
 
 def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:
-    """Refuse an encoder whose vectors would not be comparable with the index's."""
+    """Refuse an encoder whose vectors would not be comparable with the index's.
+
+    Names can agree while weights differ (an upgraded model package), so the encoder must also
+    reproduce the probe vector recorded at build time.
+    """
     if encoder.name != manifest.encoder_name or encoder.dim != manifest.dim:
         raise IndexMismatchError(
             f"the index was built with {manifest.encoder_name!r} ({manifest.dim} dimensions) "
             f"but the encoder is {encoder.name!r} ({encoder.dim} dimensions); rebuild with "
             f"`nexus build --full --model {encoder.name}` or load the index without a model"
+        )
+    similarity = probe_similarity(manifest.encoder.get("probe", []), probe_vector(encoder))
+    if similarity < SAME_ENCODER_COSINE:
+        raise IndexMismatchError(
+            f"the model {encoder.name!r} now embeds text differently from when the index was "
+            f"built (probe cosine {similarity:.3f}); rebuild with `nexus build --full`"
         )
 
 

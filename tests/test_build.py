@@ -235,3 +235,21 @@ def test_corpus_changes_since_the_build(
     assert changes.summary().startswith("changed since the build: 1 added (guides/new.md)")
     build_index(corpus, index_dir, settings=settings, encoder=encoder)
     assert corpus_changes(corpus, index_dir).summary() == "up to date"
+
+
+class DriftedEncoder(HashEncoder):
+    """Same name and size as HashEncoder, different vectors: an upgraded model package."""
+
+    def _word_vector(self, word: str):  # type: ignore[no-untyped-def]
+        return super()._word_vector(word + "~")
+
+
+def test_same_model_name_with_different_weights_is_caught(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings
+) -> None:  # type: ignore[no-untyped-def]
+    first = build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    with pytest.raises(IndexMismatchError, match="now embeds text differently"):
+        Assistant.load(index_dir, encoder=DriftedEncoder())
+    report = build_index(corpus, index_dir, settings=settings, encoder=DriftedEncoder())
+    assert report.embedded == first.chunks and report.reused == 0
+    assert Assistant.load(index_dir, encoder=DriftedEncoder()).search("locking", k=1)
