@@ -347,24 +347,37 @@ class CorpusChanges:
 
 
 def corpus_changes(
-    corpus_dir: str | Path, index_dir: str | Path, *, settings: Settings | None = None
+    corpus_dir: str | Path,
+    index: str | Path | LoadedIndex,
+    *,
+    settings: Settings | None = None,
 ) -> CorpusChanges:
-    """Compare the corpus folder with the documents the current index holds.
+    """Compare the corpus folder with the documents an index holds.
 
     Reads and hashes every file, but parses only new or changed ones (to tell a document from
     a file the build would skip), so it costs far less than a build and loads no model.
 
+    Args:
+        corpus_dir: The corpus folder.
+        index: An index folder, or an index already open (which is left open).
+        settings: For the file size limit; ``Settings()`` when omitted.
+
     Raises:
         CorpusNotFoundError: ``corpus_dir`` does not exist.
-        IndexNotFoundError: Nothing is built at ``index_dir``.
+        IndexNotFoundError: Nothing is built at the index folder.
     """
     settings = settings or Settings()
-    corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
-    index = open_index(index_dir)
-    try:
-        indexed = {d.source: d.sha256 for d in index.documents()}
-    finally:
-        index.close()
+    corpus_dir = Path(corpus_dir)
+    if isinstance(index, LoadedIndex):
+        indexed = index.document_hashes()
+        index_dir = index.path.parent
+    else:
+        index_dir = Path(index)
+        opened = open_index(index_dir)
+        try:
+            indexed = opened.document_hashes()
+        finally:
+            opened.close()
     added, modified, seen = [], [], set()
     for path in discover(corpus_dir, exclude=[index_dir]):
         try:

@@ -184,7 +184,7 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     manifest = index.manifest
     corpus = corpus_dir or Path(manifest.corpus_root)
     try:
-        changes = corpus_changes(corpus, settings.index_dir, settings=settings)
+        changes = corpus_changes(corpus, index, settings=settings)
         freshness = changes.summary()
         if changes.stale:
             freshness += f"; run `nexus build --corpus {corpus} --index {settings.index_dir}`"

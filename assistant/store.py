@@ -700,6 +700,10 @@ class LoadedIndex:
         )
         return StoredDocument(*rows[0]) if rows else None
 
+    def document_hashes(self) -> dict[str, str]:
+        """Each document's source and content hash, without loading the texts."""
+        return dict(self._query("SELECT source, sha256 FROM documents"))
+
     def chunk_rows_by_source(self) -> dict[str, list[int]]:
         """Chunk ids of each document, in order; incremental builds reuse them."""
         out: dict[str, list[int]] = {}
