@@ -1,0 +1,46 @@
+"""Follow-up folding: what the chat searches for when a message leans on the previous one."""
+
+import pytest
+
+from assistant.conversation import contextual_query, leans_on_context
+
+PREVIOUS = "How should I cache expensive Django views with Redis?"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "and how do I invalidate it?",
+        "what about per-user pages?",
+        "does that work with gunicorn workers?",
+        "timeouts?",
+    ],
+)
+def test_follow_ups_carry_the_previous_question(message: str) -> None:
+    query = contextual_query(message, [PREVIOUS])
+    assert query.folded
+    assert query.text.startswith(PREVIOUS)
+    assert query.text.endswith(message)
+
+
+def test_a_new_standalone_question_is_searched_as_typed() -> None:
+    message = "How do I write a multi-stage Dockerfile for a Python service?"
+    query = contextual_query(message, [PREVIOUS])
+    assert not query.folded
+    assert query.text == message
+
+
+def test_only_the_latest_earlier_question_is_folded() -> None:
+    query = contextual_query("and for GraphQL?", ["What is JWT?", PREVIOUS])
+    assert query.text == f"{PREVIOUS} and for GraphQL?"
+
+
+def test_without_history_nothing_is_folded() -> None:
+    assert contextual_query("and how do I invalidate it?") == contextual_query(
+        "and how do I invalidate it?", ["  "]
+    )
+    assert not contextual_query("and how do I invalidate it?").folded
+
+
+def test_empty_message_does_not_lean_on_anything() -> None:
+    assert not leans_on_context("   ")
