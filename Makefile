@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,onnx]'
 	touch $(STAMP)
 
 build: install

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +50,12 @@ log = logging.getLogger(__name__)
 class BuildReport:
     """What a build did, for people (``nexus build`` prints it) and for benchmarks.
 
-    ``seconds`` holds per-stage wall time: load (read + parse), chunk, embed, index
-    (FAISS + BM25) and write, plus ``total``.
+    ``seconds`` holds wall time per stage, which add up to ``total``: ``scan`` (find files),
+    ``model`` (load the encoder and embed the probe text), ``read`` (read and hash files),
+    ``parse``, ``tokenize`` (count word pieces for chunking), ``chunk`` (the rest of
+    chunking), ``reuse`` (fetch unchanged documents' chunks from the previous index),
+    ``embed``, ``dense`` (build the FAISS index), ``keyword`` (build BM25) and ``write``
+    (store and publish the generation).
     """
 
     index_dir: str
@@ -140,11 +145,21 @@ def _collect(
 ) -> _Collected:
     """Read every file; reuse unchanged documents whole, parse and chunk the others."""
     out = _Collected()
+    for stage in ("read", "parse", "tokenize", "chunk", "reuse"):
+        seconds.setdefault(stage, 0.0)
+    tick = time.perf_counter()
     reusable_docs = {d.source: d for d in previous.documents()} if previous else {}
     reusable_rows = previous.chunk_rows_by_source() if previous else {}
     vector_of_key = previous.ids_by_key() if previous else {}
     same_chunking = previous is not None and previous.manifest.chunking == chunking
-    seconds["load"] = seconds["chunk"] = 0.0
+    seconds["reuse"] += time.perf_counter() - tick
+
+    def count_tokens(texts: Sequence[str]) -> list[int]:
+        tick = time.perf_counter()
+        counts = encoder.count_tokens(texts)
+        seconds["tokenize"] += time.perf_counter() - tick
+        return counts
+
     for path in tqdm(paths, desc="Reading", unit="file", disable=not progress):
         tick = time.perf_counter()
         try:
@@ -152,36 +167,43 @@ def _collect(
         except SkipFile as exc:
             out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
             continue
+        finally:
+            seconds["read"] += time.perf_counter() - tick
         old = reusable_docs.get(raw.source)
         if previous is not None and same_chunking and old is not None and old.sha256 == raw.sha256:
+            tick = time.perf_counter()
             rows = reusable_rows.get(raw.source, [])
             reused = previous.chunks(rows)
             out.documents.append(old)
             out.chunks.extend(reused[r] for r in rows)
             out.reuse.extend(rows)
-            seconds["load"] += time.perf_counter() - tick
+            seconds["reuse"] += time.perf_counter() - tick
             continue
+        tick = time.perf_counter()
         try:
             doc = parse(raw)
         except SkipFile as exc:
             out.skip(raw.source, str(exc))
             continue
+        finally:
+            seconds["parse"] += time.perf_counter() - tick
         for message in doc.warnings:
             out.warnings.append((doc.source, message))
             log.warning("%s: %s", doc.source, message)
         out.documents.append(
             StoredDocument(doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text)
         )
-        tick2 = time.perf_counter()
-        seconds["load"] += tick2 - tick
+        tick = time.perf_counter()
+        tokenizing_before = seconds["tokenize"]
         new_chunks = chunk_document(
             doc,
-            encoder.count_tokens,
+            count_tokens,
             max_tokens=chunking["chunk_tokens"],
             overlap=chunking["chunk_overlap"],
             min_tokens=chunking["min_chunk_tokens"],
         )
-        seconds["chunk"] += time.perf_counter() - tick2
+        elapsed = time.perf_counter() - tick
+        seconds["chunk"] += elapsed - (seconds["tokenize"] - tokenizing_before)
         out.chunks.extend(new_chunks)
         out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
     return out
@@ -240,11 +262,13 @@ def build_index(
     paths = discover(corpus_dir, exclude=[index_dir])
     seconds["scan"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    encoder = encoder or load_encoder(settings)
-    seconds["model"] = time.perf_counter() - tick
+    encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
     probe = probe_vector(encoder)
+    seconds["model"] = time.perf_counter() - tick
     chunking = _chunking_params(settings, encoder)
+    tick = time.perf_counter()
     previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
+    seconds["reuse"] = time.perf_counter() - tick
     try:
         collected = _collect(
             corpus_dir,
@@ -272,8 +296,10 @@ def build_index(
     chunks, documents = collected.chunks, collected.documents
     index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
     dense = FaissStore.build(vectors, index_type)
+    seconds["dense"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     keyword = KeywordIndex.build([c.embed_text for c in chunks])
-    seconds["index"] = time.perf_counter() - tick
+    seconds["keyword"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     fingerprint = hashlib.sha256(
@@ -282,6 +308,7 @@ def build_index(
     manifest_fields = {
         "encoder": {
             "name": encoder.name,
+            "backend": encoder.backend,
             "dim": encoder.dim,
             "max_tokens": encoder.max_tokens,
             "probe": probe,

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .config import SEARCH_MODES, SearchMode, Settings
+from .config import BACKENDS, SEARCH_MODES, SearchMode, Settings
 from .errors import AssistantError
 
 __all__ = ["cli", "main"]
@@ -27,6 +27,14 @@ _INDEX = click.option(
     type=click.Path(path_type=Path),
     default=None,
     help="Index folder.  [default: index, or $NEXUS_INDEX_DIR]",
+)
+
+_BACKEND = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="What computes the vectors (onnx: same vectors, faster on CPU).  "
+    "[default: torch, or $NEXUS_BACKEND]",
 )
 
 
@@ -68,6 +76,7 @@ def cli(verbose: bool) -> None:
 )
 @_INDEX
 @click.option("--model", default=None, help="sentence-transformers model name or local path.")
+@_BACKEND
 @click.option("--full", is_flag=True, help="Re-embed everything instead of reusing chunks.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
@@ -75,6 +84,7 @@ def build(
     corpus_dir: Path | None,
     index_dir: Path | None,
     model: str | None,
+    backend: str | None,
     full: bool,
     quiet: bool,
     as_json: bool,
@@ -87,7 +97,7 @@ def build(
     """
     from .build import build_index
 
-    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir, model=model, backend=backend)
     try:
         report = build_index(
             settings.corpus_dir,
@@ -120,6 +130,7 @@ def build(
 )
 @click.option("--category", default=None, help="Only documents in this top-level folder.")
 @click.option("--path", "path_glob", default=None, help="Only documents matching this glob.")
+@_BACKEND
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 def search(
     query: str | None,
@@ -128,6 +139,7 @@ def search(
     mode: str | None,
     category: str | None,
     path_glob: str | None,
+    backend: str | None,
     as_json: bool,
 ) -> None:
     """Search the index; the query comes from the argument, or from stdin when it is "-".
@@ -141,7 +153,7 @@ def search(
 
     if query is None or query == "-":
         query = sys.stdin.read()
-    settings = _settings(index_dir=index_dir, top_k=k, mode=mode)
+    settings = _settings(index_dir=index_dir, top_k=k, mode=mode, backend=backend)
     try:
         nexus = Assistant.load(settings.index_dir, settings=settings)
         hits = nexus.search(query, category=category, path=path_glob)
@@ -219,9 +231,14 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     multiple=True,
     help="Mode(s) to evaluate.  [default: all three]",
 )
+@_BACKEND
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per mode.")
 def evaluate(
-    questions: Path, index_dir: Path | None, modes: tuple[SearchMode, ...], as_json: bool
+    questions: Path,
+    index_dir: Path | None,
+    modes: tuple[SearchMode, ...],
+    backend: str | None,
+    as_json: bool,
 ) -> None:
     """Score retrieval on a question set: hit@1, hit@3, hit@10 and MRR@10 per mode.
 
@@ -232,7 +249,7 @@ def evaluate(
     from .evaluation import evaluate_questions, load_questions
     from .retrieval import Assistant
 
-    settings = _settings(index_dir=index_dir)
+    settings = _settings(index_dir=index_dir, backend=backend)
     try:
         nexus = Assistant.load(settings.index_dir, settings=settings)
         qs = load_questions(questions)

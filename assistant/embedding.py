@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -18,6 +19,7 @@ __all__ = [
     "load_encoder",
     "probe_similarity",
     "probe_vector",
+    "serving_backend",
 ]
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Encoder(Protocol):
     """What the rest of Nexus needs from an embedding model."""
 
     name: str
+    backend: str  # what computes the vectors: torch, onnx, onnx-int8 (or a test double)
     dim: int
     max_tokens: int  # word pieces the model reads per text, special tokens excluded
 
@@ -98,6 +101,7 @@ class SentenceTransformerEncoder:
                 "(or pip install sentence-transformers)"
             ) from exc
         self.name = canonical_model_name(name)
+        self.backend = "torch"
         self.batch_size = batch_size
         location = _resolve_model_location(name)
         # A weights progress bar on every model load is noise.
@@ -142,14 +146,59 @@ class SentenceTransformerEncoder:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
-def load_encoder(settings: Settings, model: str | None = None) -> Encoder:
-    """The encoder for ``model`` (default: ``settings.model``) built from ``settings``."""
+def load_encoder(
+    settings: Settings, model: str | None = None, *, cache_dir: Path | None = None
+) -> Encoder:
+    """The encoder for ``model`` (default: ``settings.model``) on ``settings.backend``.
+
+    Args:
+        settings: Model, backend, device, batch size and offline mode.
+        model: Overrides ``settings.model``.
+        cache_dir: Where ONNX exports are kept; ``<settings.index_dir>/encoders`` by default.
+
+    Raises:
+        ConfigError: The model cannot be loaded.
+        MissingDependencyError: The backend's packages are not installed.
+    """
+    name = model or settings.model
+    if settings.backend != "torch":
+        from .onnx_encoder import ExportError, load_onnx_encoder
+
+        try:
+            return load_onnx_encoder(
+                canonical_model_name(name),
+                _resolve_model_location(name),
+                backend=settings.backend,
+                cache_dir=cache_dir or settings.index_dir / "encoders",
+                batch_size=settings.batch_size,
+                threads=settings.threads,
+                offline=settings.offline,
+            )
+        except ExportError as exc:
+            log.warning("%s cannot run on %s (%s); using torch", name, settings.backend, exc)
     return SentenceTransformerEncoder(
-        model or settings.model,
+        name,
         device=settings.device,
         batch_size=settings.batch_size,
         offline=settings.offline,
     )
+
+
+# Backends whose vectors agree to float rounding, so either can search the other's index.
+# int8 vectors sit a little apart (probe cosine below SAME_ENCODER_COSINE), so an int8 index
+# is searched with int8 and an fp32 index with an fp32 backend.
+_VECTOR_FAMILY = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+
+
+def serving_backend(requested: str, built_with: str) -> str:
+    """The backend to embed queries for an index built with ``built_with``.
+
+    ``requested`` when its vectors match the index's, otherwise the index's own backend.
+    """
+    family = _VECTOR_FAMILY.get(requested)
+    if family is None or family == _VECTOR_FAMILY.get(built_with, family):
+        return requested
+    return built_with
 
 
 def probe_vector(encoder: Encoder) -> list[float]:

@@ -21,6 +21,7 @@ from .embedding import (
     load_encoder,
     probe_similarity,
     probe_vector,
+    serving_backend,
 )
 from .errors import IndexMismatchError, QueryError
 from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
@@ -119,9 +120,13 @@ class Assistant:
     ) -> Assistant:
         """Open an index and the encoder it was built with.
 
+        The encoder runs on ``settings.backend`` when its vectors match the index's (torch and
+        onnx are interchangeable), otherwise on the backend that built the index.
+
         Args:
             index_dir: The index folder.
-            settings: Search defaults (mode, k, fusion); ``Settings()`` when omitted.
+            settings: Search defaults (mode, k, fusion) and the encoder backend;
+                ``Settings()`` when omitted.
             encoder: A loaded encoder to use instead of loading one.
             model: The model the caller expects; a different model in the manifest is an
                 error rather than silently wrong answers.
@@ -141,7 +146,15 @@ class Assistant:
                 f"requested; rebuild with `nexus build --full --model {model}` or drop --model"
             )
         if encoder is None:
-            encoder = load_encoder(settings, built_with)
+            built_on = str(index.manifest.encoder.get("backend", "torch"))
+            backend = serving_backend(settings.backend, built_on)
+            if backend != settings.backend:
+                log.info("the index was built on %s; embedding queries on it too", built_on)
+            encoder = load_encoder(
+                settings.replace(backend=backend),
+                built_with,
+                cache_dir=Path(index_dir) / "encoders",
+            )
         return cls(index, encoder, settings)
 
     @property

@@ -32,6 +32,7 @@ class HashEncoder:
 
     def __init__(self, dim: int = 64, max_tokens: int = 254, name: str = "hash-encoder") -> None:
         self.name = name
+        self.backend = "hash"
         self.dim = dim
         self.max_tokens = max_tokens
         self.calls = 0

@@ -29,7 +29,10 @@ def test_first_build_embeds_everything_and_reports_counts(
     assert report.documents == 6 and report.full
     assert report.embedded == report.chunks > 6 and report.reused == 0
     assert report.skipped == []
-    assert {"load", "chunk", "embed", "index", "write", "total"} <= set(report.seconds)
+    stages = {"scan", "model", "read", "parse", "tokenize", "chunk", "reuse", "embed"}
+    stages |= {"dense", "keyword", "write"}
+    assert stages | {"total"} == set(report.seconds)
+    assert sum(report.seconds[s] for s in stages) <= report.seconds["total"] + 0.01
     assert "6 documents" in report.summary()
 
 

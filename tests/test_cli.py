@@ -18,7 +18,9 @@ REPO = Path(__file__).parent.parent
 def built(corpus: Path, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An index built with the fake encoder, which the CLI then loads by its name."""
     build_index(corpus, index_dir, encoder=HashEncoder())
-    monkeypatch.setattr("assistant.retrieval.load_encoder", lambda settings, name: HashEncoder())
+    monkeypatch.setattr(
+        "assistant.retrieval.load_encoder", lambda settings, name, **_: HashEncoder()
+    )
     return index_dir
 
 

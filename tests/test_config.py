@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from assistant import ConfigError, Settings
+from assistant.embedding import serving_backend
 
 
 def test_environment_overrides_defaults_and_arguments_override_environment() -> None:
@@ -38,3 +39,28 @@ def test_unknown_override_is_rejected() -> None:
 def test_boolean_spellings() -> None:
     assert Settings.from_env({"NEXUS_OFFLINE": "no"}).offline is False
     assert Settings.from_env({"NEXUS_OFFLINE": "ON"}).offline is True
+
+
+def test_backend_comes_from_the_environment_and_is_checked() -> None:
+    assert Settings.from_env({"NEXUS_BACKEND": "onnx"}).backend == "onnx"
+    assert Settings.from_env({"NEXUS_BACKEND": "onnx"}, backend="torch").backend == "torch"
+    with pytest.raises(ConfigError, match="backend must be one of torch, onnx, onnx-int8"):
+        Settings(backend="tensorrt")
+    with pytest.raises(ConfigError, match="threads"):
+        Settings(threads=-1)
+
+
+@pytest.mark.parametrize(
+    ("requested", "built_with", "served"),
+    [
+        ("onnx", "torch", "onnx"),  # fp32 vectors either way: the faster backend serves
+        ("torch", "onnx", "torch"),
+        ("torch", "onnx-int8", "onnx-int8"),  # int8 vectors need int8 queries
+        ("onnx-int8", "torch", "torch"),
+        ("onnx", "hash", "onnx"),  # unknown builders are left to the probe check
+    ],
+)
+def test_queries_are_embedded_on_a_backend_matching_the_index(
+    requested: str, built_with: str, served: str
+) -> None:
+    assert serving_backend(requested, built_with) == served

