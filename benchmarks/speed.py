@@ -12,6 +12,8 @@ Sections (``--only`` picks some; each writes its part of the JSON result):
 * ``query``: warm ``Assistant.search`` latency over 120 questions per backend, questions
   interleaved across backends, plus the query-embedding share.
 * ``cold``: process start to first answer, per backend, in fresh processes.
+* ``rest``: ``GET /api/search`` round trips to a running server (``--url``), one client on one
+  keep-alive connection, the same questions as ``query``.
 
 Usage (timed sections under the shared lock, one at a time)::
 
@@ -410,18 +412,53 @@ def cold(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def rest(args: argparse.Namespace) -> dict[str, Any]:
+    """Round trips of ``GET /api/search`` to a running server, one client, one connection."""
+    import http.client
+    import urllib.parse
+
+    if not args.url:
+        raise SystemExit("the rest section needs --url of a running server (python app.py ...)")
+    url = urllib.parse.urlsplit(args.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80)
+
+    def ask(question: str) -> float:
+        path = "/api/search?" + urllib.parse.urlencode({"q": question, "k": 5})
+        tick = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        elapsed = (time.perf_counter() - tick) * 1000
+        if response.status != 200:
+            raise SystemExit(f"{path} answered {response.status}: {body[:200]!r}")
+        return elapsed
+
+    for warm in ("warm-up question one", "warm-up question two", "a third warm-up"):
+        ask(warm)
+    latencies = [ask(question) for question in ALL_QUESTIONS]
+    return {
+        "url": args.url,
+        "questions": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
+    }
+
+
 SECTIONS = {
     "throughput": throughput,
     "quality": quality,
     "stages": stages,
     "query": query,
     "cold": cold,
+    "rest": rest,
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "rest"]
+    )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--work", type=Path, default=Path("benchmarks/data/speed"))
     parser.add_argument("--django-index", type=Path, default=DJANGO_INDEX)
@@ -429,6 +466,7 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=512, help="chunks for throughput")
     parser.add_argument("--scifact-docs", type=int, default=6000, help="corpus subset size")
     parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--url", default=None, help="running server for the rest section")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
