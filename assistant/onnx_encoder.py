@@ -72,8 +72,8 @@ def _onnxruntime() -> Any:
         import onnxruntime
     except ImportError as exc:
         raise MissingDependencyError(
-            "the onnx backends need onnxruntime and onnx; run `pip install onnxruntime onnx` "
-            "or choose --backend torch"
+            "the onnx backends need onnxruntime and onnx; run "
+            "`pip install 'nexus-assistant[onnx]'` or choose --backend torch"
         ) from exc
     return onnxruntime
 
