@@ -496,11 +496,15 @@ class FeedbackLog:
 # --------------------------------------------------------------------------- rendering
 
 
-def document_url(source: str, start: int | None = None, end: int | None = None) -> str:
+def document_url(
+    source: str, start: int | None = None, end: int | None = None, query: str = ""
+) -> str:
     """Address of the document view, scrolled to a passage when lines are given."""
     params: dict[str, str | int] = {"source": source}
     if start is not None and end is not None:
         params.update(start=start, end=end)
+    if query:
+        params["q"] = query[:500]
     return "/document?" + urlencode(params) + ("#passage" if start is not None else "")
 
 
@@ -564,9 +568,9 @@ def _one_line(fragment: str) -> str:
     )
 
 
-def _passage_card(hit: Hit, terms: frozenset[str]) -> str:
+def _passage_card(hit: Hit, query: str, terms: frozenset[str]) -> str:
     location = f"{hit.source}:{hit.start_line}-{hit.end_line}"
-    url = html.escape(document_url(hit.source, hit.start_line, hit.end_line))
+    url = html.escape(document_url(hit.source, hit.start_line, hit.end_line, query))
     relevance = (
         f"relevance {hit.dense_score:.2f}"
         if hit.dense_score is not None
@@ -586,7 +590,7 @@ def _passage_card(hit: Hit, terms: frozenset[str]) -> str:
 def render_passages(reply: Reply) -> str:
     """The passages as HTML cards on one line (safe to embed in a Markdown chat message)."""
     terms = query_terms(reply.query)
-    cards = "".join(_passage_card(hit, terms) for hit in reply.hits)
+    cards = "".join(_passage_card(hit, reply.query, terms) for hit in reply.hits)
     return _one_line(f'<div class="nexus-passages">{cards}</div>')
 
 
