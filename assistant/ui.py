@@ -24,7 +24,7 @@ ALL_CATEGORIES = "All"
 EXAMPLES = (
     "How do I prevent race conditions when two users update the same row?",
     "When should I invalidate a cached value?",
-    "How do I shrink a Docker image?",
+    "How do multi-stage builds make a Docker image smaller?",
     "What is the difference between select_related and prefetch_related?",
     "How should I version a REST API?",
 )

@@ -10,6 +10,7 @@ import pytest
 from assistant import Assistant, QueryError, build_index
 from assistant.chat import (
     FeedbackLog,
+    document_url,
     extract_answer,
     history_questions,
     message_text,
@@ -90,10 +91,13 @@ def test_follow_up_searches_with_the_previous_question(nexus: Assistant) -> None
 def test_nothing_relevant_enough_says_so_and_suggests_topics(nexus: Assistant) -> None:
     reply = respond(nexus, "How do I tune a Kubernetes pod autoscaler?", min_relevance=0.99)
     assert not reply.answered and reply.hits == () and reply.answer == ()
-    assert reply.related  # nearest documents' titles, offered as topics
+    assert reply.related  # the nearest documents, offered as topics
+    _, source = reply.related[0]
     text = render_answer(reply)
     assert "found nothing in the knowledge base" in text
     assert "Related topics" in text and "passages" not in text
+    assert f"]({document_url(source)})" in text
+    assert reply.to_dict()["related"][0]["source"] == source
 
 
 def test_keyword_mode_has_no_cosine_so_the_floor_does_not_apply(nexus: Assistant) -> None:

@@ -197,3 +197,19 @@ def test_a_rebuilt_index_is_served_without_restart_and_staleness_is_shown(
         hits = client.get("/api/search", params=query).json()["hits"]
         assert hits[0]["source"] == "guides/quantum.md"
         assert client.get("/api/health").json()["corpus_changed"] is False
+
+
+def test_prepare_index_builds_when_missing_updates_when_stale_and_else_does_nothing(
+    corpus: Path, index_dir: Path
+) -> None:
+    from assistant import Settings
+    from assistant.server import prepare_index
+
+    encoder = HashEncoder()
+    settings = Settings(corpus_dir=corpus, index_dir=index_dir)
+    first = prepare_index(settings, encoder=encoder, progress=False)
+    assert first is not None and first.documents == 6 and first.embedded == first.chunks
+    assert prepare_index(settings, encoder=encoder, progress=False) is None
+    (corpus / "guides" / "new.md").write_text("# New\n\nA fresh page about queues.\n")
+    update = prepare_index(settings, encoder=encoder, progress=False)
+    assert update is not None and update.documents == 7 and 0 < update.embedded < update.chunks
