@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import gradio as gr
 
-from .chat import escape_markdown, message_text, render_answer, render_passages
+from .chat import escape_markdown, hit_dict, message_text, render_answer, render_passages
 from .config import SEARCH_MODES, SearchMode
-from .errors import AssistantError, QueryError
+from .errors import AssistantError
 from .service import IndexStatus, NexusService
 
 __all__ = ["EXAMPLES", "UI_CSS", "build_ui", "status_markdown"]
@@ -168,11 +168,9 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         query: str, k: int = settings.top_k, mode: str = settings.mode, category: str = ""
     ) -> list[dict[str, Any]]:
         """The passages that best match `query`, best first, with source file and lines."""
-        from .chat import hit_dict
-
         try:
             hits = service.search(query, k, _mode(mode), _category(category))
-        except (QueryError, AssistantError) as exc:
+        except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
         return [hit_dict(h) for h in hits]
 

@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             "no_answer_p50_p95": [round(float(np.percentile(tune[1], p)), 3) for p in (50, 95)],
         },
         "grid": table,
+        "held_out_grid": [rates(*held, f, **costs) for f in grid],
     }
     text = json.dumps(result, indent=2)
-    print(json.dumps({k: v for k, v in result.items() if k != "grid"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if "grid" not in k}, indent=2))
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
     return 0
