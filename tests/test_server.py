@@ -114,6 +114,19 @@ def test_encoded_traversal_in_the_raw_url_is_refused(client: TestClient) -> None
         assert client.get(raw).status_code == 400
 
 
+def test_gradio_file_routes_serve_no_system_or_corpus_file(site: dict[str, Any]) -> None:
+    client, corpus = site["client"], site["settings"].corpus_dir
+    for path in (
+        "/gradio_api/file=/etc/passwd",
+        f"/gradio_api/file={corpus}/guides/hostile.md",
+        "/gradio_api/file=../../etc/passwd",
+        "/..%2F..%2Fetc%2Fpasswd",
+    ):
+        response = client.get(path)
+        assert response.status_code in (403, 404), path
+        assert "root:" not in response.text and "Hostile" not in response.text
+
+
 def test_document_view_highlights_the_passage_and_forbids_scripts(client: TestClient) -> None:
     response = client.get(
         "/document",
