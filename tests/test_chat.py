@@ -167,3 +167,17 @@ def test_feedback_is_appended_as_json_lines(tmp_path: Path, nexus: Assistant) ->
     assert lines[0]["time"].endswith("+00:00")
     with pytest.raises(ValueError, match="'up' or 'down'"):
         log.record(reply.to_dict(), "meh")
+
+
+def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
+    from assistant import Hit
+
+    text = (
+        "Use fixtures to share setup code between tests.\n\n"
+        "To share setup code, write this:\n\n"
+        "    def share_setup_code(): return 'setup code to share'\n\n"
+        "| share | setup code | between tests |"
+    )
+    hit = Hit(1, 1.0, "a.rst", "A", ("A",), text, 1, 7, "", 0)
+    answer = extract_answer("share setup code", [hit])
+    assert [s.text for s in answer] == ["Use fixtures to share setup code between tests."]
