@@ -226,3 +226,14 @@ def test_prepare_index_builds_when_missing_updates_when_stale_and_else_does_noth
     (corpus / "guides" / "new.md").write_text("# New\n\nA fresh page about queues.\n")
     update = prepare_index(settings, encoder=encoder, progress=False)
     assert update is not None and update.documents == 7 and 0 < update.embedded < update.chunks
+
+
+def test_serve_refuses_half_configured_auth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.cli import main
+
+    monkeypatch.setenv("NEXUS_AUTH_USER", "ada")
+    monkeypatch.delenv("NEXUS_AUTH_PASSWORD", raising=False)
+    assert main(["serve", "--no-build"]) == 1
+    assert "NEXUS_AUTH_PASSWORD" in capsys.readouterr().err
