@@ -136,13 +136,19 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         service.feedback.record(record, "up" if up else "down")
         gr.Info("Thanks, your feedback was recorded.")
 
-    def refresh_status() -> tuple[str, Any]:
+    def refresh_status() -> tuple[str, Any, Any]:
+        """Status, stale-corpus banner and category choices, re-read after any rebuild."""
         status = service.status(refresh=True)
         warning = (
             f"⚠️ The corpus changed since the index was built. Rebuild with "
             f"`{status.rebuild_command}`"
         )
-        return status_markdown(status), gr.update(value=warning, visible=status.stale)
+        choices = [ALL_CATEGORIES, *service.categories()]
+        return (
+            status_markdown(status),
+            gr.update(value=warning, visible=status.stale),
+            gr.update(choices=choices),
+        )
 
     def ask_api(
         question: str,
@@ -222,8 +228,9 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         chatbot.like(vote, [turns], None, api_visibility="private")
         clear.click(lambda: ([], "", {}), None, outputs, api_visibility="private")
         chatbot.clear(lambda: {}, None, [turns], api_visibility="private")
-        refresh.click(refresh_status, None, [status_panel, banner], api_visibility="private")
-        demo.load(refresh_status, None, [status_panel, banner], api_visibility="private")
+        status_outputs = [status_panel, banner, category]
+        refresh.click(refresh_status, None, status_outputs, api_visibility="private")
+        demo.load(refresh_status, None, status_outputs, api_visibility="private")
         gr.api(ask_api, api_name="ask")  # type: ignore[attr-defined]
         gr.api(search_api, api_name="search")  # type: ignore[attr-defined]
     return cast(gr.Blocks, demo)
