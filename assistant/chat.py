@@ -54,6 +54,7 @@ __all__ = [
     "render_document",
     "render_passages",
     "respond",
+    "unescape_markdown",
 ]
 
 # Lowest cosine between question and best passage that still counts as an answer, per model.
@@ -72,6 +73,7 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_MD_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~>])")
 
 # Words that carry no topic: question words, auxiliaries, pronouns, articles, prepositions.
 _STOPWORDS = frozenset(
@@ -400,6 +402,11 @@ def document_url(
 def escape_markdown(text: str) -> str:
     """Text that a Markdown renderer shows literally: HTML escaped, syntax backslashed."""
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def unescape_markdown(text: str) -> str:
+    """The text :func:`escape_markdown` was given (the chat shows questions escaped)."""
+    return html.unescape(_MD_ESCAPED.sub(r"\1", text))
 
 
 def _highlight(text: str, terms: frozenset[str]) -> str:

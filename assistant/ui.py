@@ -12,7 +12,14 @@ from typing import Any, cast
 
 import gradio as gr
 
-from .chat import escape_markdown, hit_dict, message_text, render_answer, render_passages
+from .chat import (
+    escape_markdown,
+    hit_dict,
+    message_text,
+    render_answer,
+    render_passages,
+    unescape_markdown,
+)
 from .config import SEARCH_MODES, SearchMode
 from .errors import AssistantError
 from .service import IndexStatus, NexusService
@@ -76,6 +83,16 @@ def _mode(value: str | None) -> SearchMode | None:
     return cast(SearchMode, value) if value else None
 
 
+def _typed_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history with the user's questions as typed (the chat shows them escaped)."""
+    return [
+        {**m, "content": unescape_markdown(message_text(m.get("content")))}
+        if m.get("role") == "user"
+        else m
+        for m in history
+    ]
+
+
 def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
     """The chat page over ``service``."""
     settings = service.settings
@@ -93,7 +110,7 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         try:
             reply = service.ask(
                 message,
-                history,
+                _typed_history(history),
                 k=int(k),
                 mode=_mode(mode),
                 category=_category(category),
@@ -101,7 +118,8 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
         first = len(history) + 1
-        history.append({"role": "user", "content": reply.question})
+        # Shown escaped, so markup typed into a question stays text.
+        history.append({"role": "user", "content": escape_markdown(reply.question)})
         history.append({"role": "assistant", "content": render_answer(reply)})
         if reply.answered:
             history.append({"role": "assistant", "content": render_passages(reply)})
@@ -123,9 +141,8 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         if not users:
             return history, "", turns
         last = users[-1]
-        return answer(
-            message_text(history[last]["content"]), history[:last], k, mode, category, turns
-        )
+        message = unescape_markdown(message_text(history[last]["content"]))
+        return answer(message, history[:last], k, mode, category, turns)
 
     def vote(turns: dict[str, Any], data: gr.LikeData) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]

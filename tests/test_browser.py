@@ -132,6 +132,11 @@ def test_hostile_document_runs_no_script(page: Any, site: dict[str, Any]) -> Non
     assert "<script>" in document.locator("article").inner_text()
     assert document.locator("article script, article img, article iframe").count() == 0
     assert document.evaluate("window.__pwned") is None
+
+    # A question is echoed back in the chat; markup typed into it stays inert too.
+    ask(page, "cache <img src=x onerror=\"window.__pwned='question'\"> <script>x=1</script>", 1)
+    assert page.locator("[data-testid=user] img, [data-testid=user] script").count() == 0
+    assert page.evaluate("window.__pwned") is None
     assert page.dialogs == []
 
 

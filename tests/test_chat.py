@@ -181,3 +181,15 @@ def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
     hit = Hit(1, 1.0, "a.rst", "A", ("A",), text, 1, 7, "", 0)
     answer = extract_answer("share setup code", [hit])
     assert [s.text for s in answer] == ["Use fixtures to share setup code between tests."]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain question?", "a <b>tag</b> & an &amp; entity", r"back\slash \\ and [link](x) *em*"],
+)
+def test_escaped_markdown_reads_back_as_typed(text: str) -> None:
+    from assistant.chat import escape_markdown, unescape_markdown
+
+    escaped = escape_markdown(text)
+    assert "<" not in escaped
+    assert unescape_markdown(escaped) == text
