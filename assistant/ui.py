@@ -93,8 +93,10 @@ def _typed_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
-    """The chat page over ``service``."""
+def build_ui(
+    service: NexusService, examples: Sequence[str] = EXAMPLES, *, allow_rebuild: bool = False
+) -> gr.Blocks:
+    """The chat page over ``service``; ``allow_rebuild`` adds a Rebuild button to the status."""
     settings = service.settings
     categories = [ALL_CATEGORIES, *service.categories()]
 
@@ -167,6 +169,10 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
             gr.update(choices=choices),
         )
 
+    def rebuild() -> tuple[str, Any, Any]:
+        gr.Info(service.rebuild())
+        return refresh_status()
+
     def ask_api(
         question: str,
         history: list[dict[str, Any]] | None = None,
@@ -236,6 +242,9 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
                 with gr.Accordion("Index status", open=True):
                     status_panel = gr.Markdown(elem_id="nexus-status")
                     refresh = gr.Button("Refresh status", size="sm")
+                    rebuild_button = gr.Button(
+                        "Rebuild index", size="sm", visible=allow_rebuild, variant="stop"
+                    )
 
         inputs = [box, chatbot, k, mode, category, turns]
         outputs = [chatbot, box, turns]
@@ -248,6 +257,8 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         status_outputs = [status_panel, banner, category]
         refresh.click(refresh_status, None, status_outputs, api_visibility="private")
         demo.load(refresh_status, None, status_outputs, api_visibility="private")
+        if allow_rebuild:
+            rebuild_button.click(rebuild, None, status_outputs, api_visibility="private")
         gr.api(ask_api, api_name="ask")  # type: ignore[attr-defined]
         gr.api(search_api, api_name="search")  # type: ignore[attr-defined]
     return cast(gr.Blocks, demo)

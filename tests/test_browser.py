@@ -51,7 +51,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("browser")
     settings, nexus = make_index(root, HashEncoder())
     feedback = root / "feedback.jsonl"
-    with serving(create_app(settings, nexus=nexus, feedback_log=feedback)) as url:
+    app = create_app(settings, nexus=nexus, feedback_log=feedback, allow_rebuild=True)
+    with serving(app) as url:
         yield {"url": url, "feedback": feedback}
 
 
@@ -159,6 +160,9 @@ def test_feedback_controls_and_clear(page: Any, site: dict[str, Any]) -> None:
     assert page.locator("[data-testid=user]").count() == 1
 
     assert "Up to date" in page.locator("#nexus-status").inner_text()
+    page.get_by_role("button", name="Rebuild index").click()
+    page.wait_for_function("() => document.body.innerText.includes('Already up to date')")
+
     page.click("#nexus-clear")
     page.wait_for_function("() => document.querySelectorAll('.nexus-card').length === 0")
 
