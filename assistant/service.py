@@ -4,7 +4,8 @@ One :class:`NexusService` is shared by the Gradio UI and the REST API. It keeps 
 index current (a build that publishes a new generation is picked up on the next request,
 without a restart and without failing requests in flight), answers with the calibrated
 relevance floor of the index's model, looks documents up only by their indexed source path,
-and caches the comparison of corpus and index that the status panel shows.
+and caches the comparison of corpus and index that the status panel shows. ``prepare_index``
+brings an index up to date with its corpus, at startup or from the Rebuild button.
 """
 
 from __future__ import annotations
@@ -113,7 +114,6 @@ class NexusService:
         self._reload_lock = threading.Lock()
         self._status: tuple[float, IndexStatus] | None = None
         self._rebuild_lock = threading.Lock()
-        self.last_rebuild: str | None = None  # what the latest rebuild did, for the panel
 
     @property
     def settings(self) -> Settings:
@@ -214,12 +214,10 @@ class NexusService:
             try:
                 report = prepare_index(settings, encoder=nexus.encoder, progress=False)
             except AssistantError as exc:
-                self.last_rebuild = f"Rebuild failed, the current index keeps serving: {exc}"
-            else:
-                self.last_rebuild = report.summary() if report else "Already up to date."
-                self._checked_at = float("-inf")  # switch on the next request
-                self._status = None
-            return self.last_rebuild
+                return f"Rebuild failed, the current index keeps serving: {exc}"
+            self._checked_at = float("-inf")  # switch on the next request
+            self._status = None
+            return report.summary() if report else "Already up to date."
         finally:
             self._rebuild_lock.release()
 
