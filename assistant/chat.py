@@ -259,7 +259,8 @@ def extract_answer(
 
     A sentence scores the share of the query's stems it contains, plus a small bonus for
     coming from a better-ranked passage and for appearing early in it. Sentences of 4 to 60
-    words that do not end in a colon are eligible; one that repeats a chosen one is skipped.
+    words that do not end mid-thought (in a colon, semicolon or comma) are eligible; one that
+    repeats a chosen one is skipped.
     When no sentence shares a word with the question (a purely semantic match), the top
     passage's first sentence stands in, so a found passage always yields an answer.
     """
@@ -269,8 +270,8 @@ def extract_answer(
     for hit in hits[:PASSAGES_FOR_ANSWER]:
         for position, sentence in enumerate(_prose_sentences(hit.text)):
             words = _WORD.findall(sentence)
-            if not 4 <= len(words) <= 60 or sentence.endswith(":"):
-                continue  # too short or long to read alone, or a lead-in to code
+            if not 4 <= len(words) <= 60 or sentence.endswith((":", ";", ",")):
+                continue  # too short or long to read alone, or a fragment of a longer one
             if first is None:
                 first = AnswerSentence(sentence, hit.rank)
             shared = terms & set(_stems(words))

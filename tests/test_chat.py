@@ -175,6 +175,7 @@ def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
     text = (
         "Use fixtures to share setup code between tests.\n\n"
         "To share setup code, write this:\n\n"
+        "- setup code to share between modules;\n\n"
         "    def share_setup_code(): return 'setup code to share'\n\n"
         "| share | setup code | between tests |"
     )
