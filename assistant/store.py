@@ -76,6 +76,7 @@ KEYWORD = "keyword"
 TRAINING_POINTS_PER_LIST = 64
 HNSW_EF_SEARCH = 256
 IVF_NPROBE = 32
+MMAP_MIN_BYTES = 32 * 2**20
 MIN_TRAINING_POINTS = 65_536
 GENERATIONS_KEPT = 2  # the served one and the one before, for readers still holding it
 
@@ -241,17 +242,26 @@ class FaissStore:
         return cls(index, params)
 
     @classmethod
-    def load(cls, path: Path, params: Mapping[str, int] | None = None) -> FaissStore:
-        """Open ``path`` memory-mapped, so only the pages a search touches are read.
+    def load(
+        cls, path: Path | str, params: Mapping[str, int] | None = None, *, mmap: bool | None = None
+    ) -> FaissStore:
+        """Open the index at ``path``; large files memory-mapped, so only touched pages load.
 
-        Flat, HNSW and scalar-quantized codes map with ``IO_FLAG_MMAP_IFC``; IVF inverted
-        lists map with ``IO_FLAG_MMAP`` (the two cannot be combined). The mapping is read-only
-        and stays valid while the file exists, which index generations guarantee (files are
-        never rewritten in place; repairs replace them under a new name).
+        Args:
+            path: A file written by :meth:`save`.
+            params: Search-time parameters, as recorded in the manifest.
+            mmap: Map the file instead of reading it. By default, files of
+                ``MMAP_MIN_BYTES`` or more are mapped: reading them whole costs time and
+                private memory in proportion to their size, while small ones read in
+                milliseconds. A mapped file must never be changed in place (the process would
+                die on the next search); generations are never rewritten, and repairs replace
+                the file under a new name, so the mapping stays valid.
         """
-        faiss = _faiss()
-        index = faiss.read_index(str(path), _mmap_flags(faiss, str(path)))
-        return cls(index, params)
+        faiss, path = _faiss(), Path(path)
+        if mmap is None:
+            mmap = path.stat().st_size >= MMAP_MIN_BYTES
+        flags = _mmap_flags(faiss, path) if mmap else 0
+        return cls(faiss.read_index(str(path), flags), params)
 
     def save(self, path: Path) -> None:
         _faiss().write_index(self.index, str(path))
@@ -283,8 +293,12 @@ def _training_sample(faiss: Any, index: Any, vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors[rows])
 
 
-def _mmap_flags(faiss: Any, path: str) -> int:
-    """Read-only memory-mapping flags for the index stored at ``path``."""
+def _mmap_flags(faiss: Any, path: Path) -> int:
+    """Read-only memory-mapping flags for the index stored at ``path``.
+
+    Flat, HNSW and scalar-quantized codes map with ``IO_FLAG_MMAP_IFC``; IVF inverted lists
+    with ``IO_FLAG_MMAP`` (FAISS refuses the two together).
+    """
     with open(path, "rb") as fh:
         # IVF files start with a fourcc naming the IVF variant ("IwFl", "IwSq", "IwPQ" ...).
         ivf = fh.read(2) == b"Iw"

@@ -285,7 +285,7 @@ faiss.omp_set_num_threads(1)
 path, mode, queries = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
 before = mem()
 tick = time.perf_counter()
-store = FaissStore(faiss.read_index(path)) if mode == "full" else FaissStore.load(path)
+store = FaissStore(faiss.read_index(path)) if mode == "full" else FaissStore.load(path, mmap=True)
 load_s = time.perf_counter() - tick
 loaded = mem()
 tick = time.perf_counter()

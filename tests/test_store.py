@@ -79,9 +79,10 @@ def test_each_index_type_finds_neighbours_and_survives_a_reload(
     assert own[:, 0].tolist() == list(range(20))
 
     built.save(tmp_path / "dense.faiss")
-    loaded = FaissStore.load(tmp_path / "dense.faiss", params)
-    np.testing.assert_array_equal(loaded.search(queries, 10)[1], approx)
-    assert loaded.params == params
+    for mmap in (False, True):
+        loaded = FaissStore.load(tmp_path / "dense.faiss", params, mmap=mmap)
+        np.testing.assert_array_equal(loaded.search(queries, 10)[1], approx)
+        assert loaded.params == params
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
@@ -89,9 +90,12 @@ def test_each_index_type_finds_neighbours_and_survives_a_reload(
 def test_loading_maps_the_file_instead_of_copying_it(index_type: str, tmp_path: Path) -> None:
     path = tmp_path / f"{index_type.replace(',', '-')}.faiss"
     FaissStore.build(random_unit_vectors(2000, 16, seed=5), index_type).save(path)
-    loaded = FaissStore.load(path)
+    loaded = FaissStore.load(path, mmap=True)
     assert str(path) in Path("/proc/self/maps").read_text()
-    assert loaded.size == 2000
+    np.testing.assert_array_equal(
+        loaded.search(random_unit_vectors(5, 16, seed=6), 10)[1],
+        FaissStore.load(path, mmap=False).search(random_unit_vectors(5, 16, seed=6), 10)[1],
+    )
 
 
 def test_ivf_lists_grow_with_the_square_root_and_stay_trainable() -> None:
