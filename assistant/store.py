@@ -164,9 +164,9 @@ def resolve_index_type(requested: str, n_vectors: int, exact_limit: int) -> str:
     Measured in ``benchmarks/scaling.py`` (see RESULTS.md, "Scaling the dense index"): one
     exact pass costs 1.7 ms at 10k vectors, 8.5 ms at 20k and 37 ms at 100k, so exact search
     stops at ``exact_limit``. Above it an inverted file of about sqrt(n) lists of 8-bit codes
-    keeps recall@10 at 0.95 or more up to 1M vectors with queries of 0.4-4 ms, builds 6-12x
-    faster than HNSW (whose recall also fell to 0.88 at 300k) and takes a quarter of the memory
-    of the raw vectors (which stay in ``vectors.npy`` for exact cosines and filtered search).
+    keeps recall@10 at 0.95 or more up to 1M vectors with queries of 0.4-4 ms, builds 6x
+    faster than HNSW at 100k (whose recall fell to 0.88 at 300k) and takes a quarter of the
+    memory of the raw vectors (which stay in ``vectors.npy`` for cosines and filtered search).
     """
     if requested != "auto":
         return requested

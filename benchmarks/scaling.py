@@ -282,7 +282,8 @@ def mem():
 import faiss
 from assistant.store import FaissStore
 faiss.omp_set_num_threads(1)
-path, mode, queries = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
+path, mode = sys.argv[1], sys.argv[2]
+queries = np.load(sys.argv[3])[: int(sys.argv[4])]
 before = mem()
 tick = time.perf_counter()
 store = FaissStore(faiss.read_index(path)) if mode == "full" else FaissStore.load(path, mmap=True)
@@ -361,6 +362,7 @@ def measure_loading(args: argparse.Namespace) -> dict[str, Any]:
     """
     folder = WORK / ("real" if args.real else str(args.size))
     queries = next(WORK.glob("questions-*.npy"))
+    nq = str(args.queries)
     rows = []
     for path in sorted(folder.glob("*.faiss")):
         row: dict[str, Any] = {"index": path.stem, "file_mb": round(path.stat().st_size / 2**20, 1)}
@@ -368,7 +370,7 @@ def measure_loading(args: argparse.Namespace) -> dict[str, Any]:
             runs = []
             for _ in range(args.repeat):
                 done = subprocess.run(
-                    [sys.executable, "-c", _LOAD_PROBE, str(path), mode, str(queries)],
+                    [sys.executable, "-c", _LOAD_PROBE, str(path), mode, str(queries), nq],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -377,7 +379,7 @@ def measure_loading(args: argparse.Namespace) -> dict[str, Any]:
             row[mode] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
-    return {"vectors": args.size, "repeat": args.repeat, "indexes": rows}
+    return {"vectors": args.size, "repeat": args.repeat, "queries": args.queries, "indexes": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hnsw-cap", type=float, default=None, help="stop HNSW adds after S s")
     parser.add_argument("--build-threads", type=int, default=2)
     parser.add_argument("--index", type=Path, default=SOURCE_INDEX, help="folder for `open`")
+    parser.add_argument("--queries", type=int, default=403, help="questions per `load` probe")
     parser.add_argument("--repeat", type=int, default=3, help="processes per load measurement")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
