@@ -190,7 +190,7 @@ def build_hnsw_capped(vectors: np.ndarray, cap_s: float) -> tuple[Any, float, in
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import faiss
 
-    from assistant.store import FaissStore
+    from assistant.store import FaissStore, search_params
 
     real = real_vectors(args.source)
     queries = question_vectors()
@@ -228,7 +228,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             store = FaissStore.build(vectors, factory)
             build_s = time.perf_counter() - tick
         path = out_dir / f"{label}.faiss"
-        store.save(path)
+        FaissStore(store.index, search_params(factory)).save(path)  # as the store saves it
         size = path.stat().st_size
         row: dict[str, Any] = {
             "index": label,
