@@ -292,6 +292,10 @@ def build_index(
         "metric": "inner_product",
         "index_type": index_type,
         "index_params": index_params,
+        "index_choice": {
+            "requested": settings.index_type,
+            "exact_search_limit": settings.exact_search_limit,
+        },
         "chunking": chunking,
         "keyword": dict(KeywordIndex.params),
         "corpus_root": str(corpus_dir.resolve()),

@@ -105,6 +105,7 @@ class Manifest:
     files: dict[str, int]  # file name -> size in bytes, to detect truncation
     versions: dict[str, str] = field(default_factory=dict)
     index_params: dict[str, int] = field(default_factory=dict)  # efSearch, nprobe
+    index_choice: dict[str, Any] = field(default_factory=dict)  # requested type, exact limit
 
     @property
     def encoder_name(self) -> str:

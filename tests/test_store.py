@@ -203,6 +203,7 @@ def test_approximate_index_choice_is_recorded_and_survives_repair(
     m = index.manifest
     assert m.index_type == f"IVF{ivf_lists(m.chunks)},SQ8"
     assert m.index_params == {"nprobe": IVF_NPROBE} == index.dense.params  # type: ignore[attr-defined]
+    assert m.index_choice == {"requested": "auto", "exact_search_limit": 5}
     first = index.vectors[:3]
     assert index.dense.search(first, 1)[1][:, 0].tolist() == [0, 1, 2]
 
