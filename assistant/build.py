@@ -39,6 +39,7 @@ from .store import (
     StoredDocument,
     open_index,
     resolve_index_type,
+    search_params,
 )
 
 __all__ = ["BuildReport", "CorpusChanges", "build_index", "corpus_changes"]
@@ -295,7 +296,8 @@ def build_index(
     tick = time.perf_counter()
     chunks, documents = collected.chunks, collected.documents
     index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
-    dense = FaissStore.build(vectors, index_type)
+    index_params = search_params(index_type)
+    dense = FaissStore.build(vectors, index_type, index_params)
     seconds["dense"] = time.perf_counter() - tick
     tick = time.perf_counter()
     keyword = KeywordIndex.build([c.embed_text for c in chunks])
@@ -316,6 +318,11 @@ def build_index(
         "normalize": True,
         "metric": "inner_product",
         "index_type": index_type,
+        "index_params": index_params,
+        "index_choice": {
+            "requested": settings.index_type,
+            "exact_search_limit": settings.exact_search_limit,
+        },
         "chunking": chunking,
         "keyword": dict(KeywordIndex.params),
         "corpus_root": str(corpus_dir.resolve()),

@@ -7,11 +7,15 @@ import pytest
 
 from assistant import IndexCorruptError, IndexNotFoundError, build_index
 from assistant.store import (
+    HNSW_EF_SEARCH,
+    IVF_NPROBE,
     FaissStore,
     NumpyStore,
     exact_search,
+    ivf_lists,
     open_index,
     resolve_index_type,
+    search_params,
 )
 from assistant.testing import HashEncoder
 
@@ -41,13 +45,63 @@ def test_faiss_flat_matches_brute_force(n: int, k: int) -> None:
     assert_same_neighbours(reference, FaissStore.build(vectors, "Flat").search(queries, k))
 
 
-def test_hnsw_recall_against_exact_search() -> None:
-    vectors = random_unit_vectors(3000, 32, seed=1)
-    queries = random_unit_vectors(50, 32, seed=2)
+def clustered_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    """Vectors around 50 topics: structured like text embeddings, unlike uniform noise."""
+    rng = np.random.default_rng(seed)
+    topics = random_unit_vectors(50, dim, seed=1000)
+    v = topics[rng.integers(0, 50, n)] + 0.35 * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    v = v.astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+# Every index type ``auto`` chooses (at sizes scaled down), and HNSW, the documented option.
+CHOSEN_TYPES = [resolve_index_type("auto", n, exact_limit=1000) for n in (500, 4000)] + ["HNSW32"]
+
+
+def test_auto_chooses_exact_then_inverted_file() -> None:
+    assert CHOSEN_TYPES[:2] == ["Flat", f"IVF{ivf_lists(4000)},SQ8"]
+
+
+@pytest.mark.parametrize("index_type", CHOSEN_TYPES)
+def test_each_index_type_finds_neighbours_and_survives_a_reload(
+    index_type: str, tmp_path: Path
+) -> None:
+    vectors = clustered_unit_vectors(4000, 64, seed=1)
+    queries = clustered_unit_vectors(60, 64, seed=2)
+    params = search_params(index_type)
+    built = FaissStore.build(vectors, index_type, params)
     _, exact = exact_search(vectors, queries, 10)
-    _, approx = FaissStore.build(vectors, "HNSW32").search(queries, 10)
+    _, approx = built.search(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
-    assert recall > 0.9
+    assert recall >= 0.95
+    # A stored vector finds itself first, whatever the index.
+    _, own = built.search(vectors[:20], 1)
+    assert own[:, 0].tolist() == list(range(20))
+
+    built.save(tmp_path / "dense.faiss")
+    for mmap in (False, True):
+        loaded = FaissStore.load(tmp_path / "dense.faiss", params, mmap=mmap)
+        np.testing.assert_array_equal(loaded.search(queries, 10)[1], approx)
+        assert loaded.params == params
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("index_type", ["Flat", "HNSW32", "IVF16,SQ8"])
+def test_loading_maps_the_file_instead_of_copying_it(index_type: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{index_type.replace(',', '-')}.faiss"
+    FaissStore.build(random_unit_vectors(2000, 16, seed=5), index_type).save(path)
+    loaded = FaissStore.load(path, mmap=True)
+    assert str(path) in Path("/proc/self/maps").read_text()
+    np.testing.assert_array_equal(
+        loaded.search(random_unit_vectors(5, 16, seed=6), 10)[1],
+        FaissStore.load(path, mmap=False).search(random_unit_vectors(5, 16, seed=6), 10)[1],
+    )
+
+
+def test_ivf_lists_grow_with_the_square_root_and_stay_trainable() -> None:
+    assert [ivf_lists(n) for n in (10_000, 100_000, 1_000_000)] == [128, 256, 1024]
+    assert ivf_lists(100) == 2  # 39 training points per list at least
+    assert ivf_lists(10) == 1
 
 
 @pytest.mark.parametrize("store", ["faiss", "numpy"])
@@ -64,9 +118,12 @@ def test_store_contract_save_load_search(store: str, tmp_path: Path) -> None:
 
 
 def test_auto_index_type_follows_size() -> None:
-    assert resolve_index_type("auto", 10, exact_limit=100) == "Flat"
-    assert resolve_index_type("auto", 1000, exact_limit=100) == "HNSW32"
-    assert resolve_index_type("IVF64,Flat", 10, exact_limit=100) == "IVF64,Flat"
+    assert resolve_index_type("auto", 100, exact_limit=100) == "Flat"
+    assert resolve_index_type("auto", 101, exact_limit=100) == "IVF2,SQ8"
+    assert resolve_index_type("HNSW32", 10, exact_limit=100) == "HNSW32"
+    assert search_params("HNSW32") == {"efSearch": HNSW_EF_SEARCH}
+    assert search_params("IVF64,Flat") == {"nprobe": IVF_NPROBE}
+    assert search_params("Flat") == {}
 
 
 def test_missing_index_says_how_to_build(tmp_path: Path) -> None:
@@ -136,3 +193,22 @@ def test_only_recent_generations_are_kept(
         build_index(corpus, index_dir, settings=settings, encoder=encoder)
     assert len(list(index_dir.glob("gen-*"))) == 2
     assert not list(index_dir.glob(".tmp-*"))
+
+
+def test_approximate_index_choice_is_recorded_and_survives_repair(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings
+) -> None:  # type: ignore[no-untyped-def]
+    build_index(corpus, index_dir, settings=settings.replace(exact_search_limit=5), encoder=encoder)
+    index = open_index(index_dir)
+    m = index.manifest
+    assert m.index_type == f"IVF{ivf_lists(m.chunks)},SQ8"
+    assert m.index_params == {"nprobe": IVF_NPROBE} == index.dense.params  # type: ignore[attr-defined]
+    assert m.index_choice == {"requested": "auto", "exact_search_limit": 5}
+    first = index.vectors[:3]
+    assert index.dense.search(first, 1)[1][:, 0].tolist() == [0, 1, 2]
+
+    dense = generation(index_dir) / "dense.faiss"
+    dense.write_bytes(dense.read_bytes()[:200])
+    repaired = open_index(index_dir)
+    assert repaired.dense.params == {"nprobe": IVF_NPROBE}  # type: ignore[attr-defined]
+    assert repaired.dense.search(first, 1)[1][:, 0].tolist() == [0, 1, 2]
