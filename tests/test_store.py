@@ -144,7 +144,7 @@ def test_vectors_and_dense_index_both_lost_is_a_clear_error(built: Path) -> None
     (generation(built) / "vectors.npy").unlink()
     dense = generation(built) / "dense.faiss"
     dense.write_bytes(dense.read_bytes()[:100])
-    with pytest.raises(IndexCorruptError, match="vectors.npy is missing or unreadable.*--full"):
+    with pytest.raises(IndexCorruptError, match=r"vectors.npy is missing or unreadable.*--full"):
         open_index(built)
 
 
