@@ -11,6 +11,7 @@
     ├── IndexCorruptError                  an index file is missing, truncated or inconsistent
     ├── IndexWriteError(OSError)           the new index could not be written; the old one stays
     ├── QueryError(ValueError)             an empty or unusable query
+    ├── DocumentNotFoundError(LookupError) no such document in the index
     └── MissingDependencyError(ImportError)
 
 Each subclasses the built-in a caller would already expect, so ``except ValueError`` keeps
@@ -23,6 +24,7 @@ __all__ = [
     "AssistantError",
     "ConfigError",
     "CorpusNotFoundError",
+    "DocumentNotFoundError",
     "EmptyCorpusError",
     "IndexCorruptError",
     "IndexMismatchError",
@@ -71,3 +73,7 @@ class QueryError(AssistantError, ValueError):
 
 class MissingDependencyError(AssistantError, ImportError):
     """An optional package is needed for this feature and is not installed."""
+
+
+class DocumentNotFoundError(AssistantError, LookupError):
+    """No document with the requested source path is in the index."""

@@ -1,0 +1,221 @@
+"""What the web app serves, independent of the web: search, chat replies, documents, status.
+
+One :class:`NexusService` is shared by the Gradio UI and the REST API. It keeps the loaded
+index current (a build that publishes a new generation is picked up on the next request,
+without a restart and without failing requests in flight), answers with the calibrated
+relevance floor of the index's model, looks documents up only by their indexed source path,
+and caches the comparison of corpus and index that the status panel shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .build import CorpusChanges, corpus_changes
+from .chat import FeedbackLog, Reply, relevance_floor, respond
+from .config import SearchMode, Settings
+from .errors import AssistantError, DocumentNotFoundError, QueryError
+from .retrieval import Assistant, Hit
+from .store import StoredDocument
+
+__all__ = ["IndexStatus", "NexusService", "check_source"]
+
+log = logging.getLogger(__name__)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_MAX_SOURCE_CHARS = 1_000
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the status panel and ``/api/health`` report about the served index."""
+
+    index_dir: str
+    generation: str
+    documents: int
+    chunks: int
+    model: str
+    built_at: str
+    corpus_dir: str
+    changes: CorpusChanges | None  # None when the corpus could not be compared
+    problem: str | None  # why the comparison failed
+
+    @property
+    def stale(self) -> bool:
+        return self.changes is not None and self.changes.stale
+
+    @property
+    def rebuild_command(self) -> str:
+        return f"nexus build --corpus {self.corpus_dir} --index {self.index_dir}"
+
+
+def check_source(source: str) -> str:
+    """A document path as the index names it, or QueryError for anything that is not one.
+
+    Index sources are forward-slash paths relative to the corpus root. Absolute paths, drive
+    letters, backslashes, ``.``/``..`` segments and control characters are refused before the
+    index is even asked, so no user-supplied path ever reaches the file system.
+    """
+    segments = source.split("/")
+    if (
+        not source
+        or len(source) > _MAX_SOURCE_CHARS
+        or source.startswith("/")
+        or _DRIVE.match(source)
+        or "\\" in source
+        or any(ord(ch) < 32 for ch in source)
+        or any(seg in ("", ".", "..") for seg in segments)
+    ):
+        raise QueryError(f"{source[:80]!r} is not the path of a document in the index")
+    return source
+
+
+class NexusService:
+    """Search, chat and document lookup over one index, kept current as builds publish.
+
+    Args:
+        nexus: The loaded assistant.
+        corpus_dir: The corpus the index should reflect; the folder it was built from when
+            omitted.
+        feedback_log: Where votes on answers are appended (JSON lines); votes are refused
+            when omitted.
+        min_relevance: Lowest best-passage cosine that counts as an answer. By default the
+            floor calibrated for the index's model (none for uncalibrated models).
+        reload_every: Seconds between checks for a newly published index generation.
+        status_ttl: Seconds a corpus comparison is reused before the corpus is re-read.
+    """
+
+    def __init__(
+        self,
+        nexus: Assistant,
+        *,
+        corpus_dir: str | Path | None = None,
+        feedback_log: str | Path | None = None,
+        min_relevance: float | None = None,
+        reload_every: float = 2.0,
+        status_ttl: float = 30.0,
+    ) -> None:
+        self._nexus = nexus
+        self.corpus_dir = Path(corpus_dir or nexus.manifest.corpus_root)
+        self.feedback = FeedbackLog(feedback_log) if feedback_log else None
+        self._min_relevance = min_relevance
+        self._reload_every = reload_every
+        self._status_ttl = status_ttl
+        self._checked_at = time.monotonic()
+        self._reload_lock = threading.Lock()
+        self._status: tuple[float, IndexStatus] | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._nexus.settings
+
+    @property
+    def assistant(self) -> Assistant:
+        """The assistant, switched to a newer index generation if a build published one.
+
+        A failed reload (say, a damaged new generation) is logged and the current index keeps
+        serving; the next check tries again.
+        """
+        now = time.monotonic()
+        if now - self._checked_at >= self._reload_every and self._reload_lock.acquire(False):
+            try:
+                self._checked_at = now
+                if self._nexus.reload_if_changed():
+                    self._status = None
+            except AssistantError as exc:
+                log.warning("keeping the current index; the new one could not be opened: %s", exc)
+            finally:
+                self._reload_lock.release()
+        return self._nexus
+
+    @property
+    def min_relevance(self) -> float | None:
+        if self._min_relevance is not None:
+            return self._min_relevance
+        return relevance_floor(self._nexus.manifest.encoder_name)
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: SearchMode | None = None,
+        category: str | None = None,
+    ) -> list[Hit]:
+        """Passages for a query (see :meth:`Assistant.search`), length-checked.
+
+        Raises:
+            QueryError: The query is empty or longer than ``settings.max_query_chars``.
+        """
+        limit = self.settings.max_query_chars
+        if len(query) > limit:
+            raise QueryError(f"the query is {len(query):,} characters long; the limit is {limit:,}")
+        return self.assistant.search(query, k, mode=mode, category=category or None)
+
+    def ask(
+        self,
+        message: str,
+        history: Sequence[Any] | None = None,
+        *,
+        k: int | None = None,
+        mode: SearchMode | None = None,
+        category: str | None = None,
+    ) -> Reply:
+        """A chat reply (see :func:`assistant.chat.respond`) with this index's relevance floor."""
+        return respond(
+            self.assistant,
+            message,
+            history,
+            k=k,
+            mode=mode,
+            category=category,
+            min_relevance=self.min_relevance,
+        )
+
+    def categories(self) -> list[str]:
+        """The corpus's top-level folders that hold documents (the category filter's choices)."""
+        return [name for name, _ in self.assistant.index.categories() if name]
+
+    def document(self, source: str) -> StoredDocument:
+        """The indexed document with this source path.
+
+        Raises:
+            QueryError: ``source`` is not shaped like an index path (``../x``, ``/etc/x`` ...).
+            DocumentNotFoundError: No such document is in the index.
+        """
+        doc = self.assistant.index.document(check_source(source))
+        if doc is None:
+            raise DocumentNotFoundError(f"no document {source!r} in the index")
+        return doc
+
+    def status(self, refresh: bool = False) -> IndexStatus:
+        """Counts, model and build time of the served index, and whether the corpus changed."""
+        nexus = self.assistant
+        cached = self._status
+        if cached and not refresh and time.monotonic() - cached[0] < self._status_ttl:
+            return cached[1]
+        manifest = nexus.manifest
+        changes, problem = None, None
+        try:
+            changes = corpus_changes(self.corpus_dir, nexus.index, settings=nexus.settings)
+        except AssistantError as exc:
+            problem = str(exc)
+        status = IndexStatus(
+            index_dir=str(nexus.index.path.parent),
+            generation=manifest.generation,
+            documents=manifest.documents,
+            chunks=manifest.chunks,
+            model=manifest.encoder_name,
+            built_at=manifest.built_at,
+            corpus_dir=str(self.corpus_dir),
+            changes=changes,
+            problem=problem,
+        )
+        self._status = (time.monotonic(), status)
+        return status
