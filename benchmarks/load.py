@@ -239,6 +239,7 @@ def served_index(index_dir: Path, *, startup_timeout: float = 180.0) -> Iterator
     server = subprocess.Popen(
         [sys.executable, "-c", SERVE, str(index_dir), str(port)],
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        stdout=subprocess.DEVNULL,  # uvicorn's access log
         stderr=subprocess.DEVNULL,
     )
     try:

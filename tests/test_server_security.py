@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
 from assistant.server import create_app
 from assistant.testing import HashEncoder
+from tests.test_hostile_input import HOSTILE_SNIPPETS, any_text, is_plain_utf8, queries
 from tests.webapp import make_index
 
 SECRET = "NEXUS-SECRET-7f3a"  # written to files no endpoint may serve
@@ -283,3 +286,56 @@ def test_the_gradio_proxy_does_not_reach_the_local_machine(client: TestClient) -
     for target in ("http://127.0.0.1:22/", "http://localhost/etc/passwd", "file:///etc/passwd"):
         response = client.get(f"/gradio_api/proxy={target}", headers=GOOD)
         assert response.status_code in (400, 403, 404), target
+
+
+# --------------------------------------------------------------------------- hostile queries
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    # What a URL can carry: UTF-8, short enough for the client's URL limit (2.5x our limit).
+    q=queries.map(lambda text: text.encode("utf-8", "replace").decode()[:5_000]),
+    k=st.sampled_from(["5", "0", "-1", "999999999999", "abc", "1e3", ""]),
+    mode=st.sampled_from(["hybrid", "keyword", "<script>", "", "semantic\x00"]),
+    category=st.none() | any_text.map(lambda text: text.encode("utf-8", "replace").decode()),
+)
+def test_the_search_api_answers_any_query_with_hits_or_a_client_error(
+    client: TestClient, q: str, k: str, mode: str, category: str | None
+) -> None:
+    params = {"q": q, "k": k, "mode": mode, **({"category": category} if category else {})}
+    response = client.get("/api/search", params=params, headers=GOOD)
+    assert response.status_code in (200, 400, 422), (response.status_code, response.text[:300])
+    body = response.json()
+    if response.status_code == 200:
+        assert len(body["hits"]) <= int(k)
+    else:
+        assert body["detail"]
+
+
+@pytest.mark.parametrize(
+    "question", [q for q in HOSTILE_SNIPPETS if is_plain_utf8(q)] + ["x" * 100_000, "", "\x00\x01"]
+)
+def test_the_gradio_ask_endpoint_answers_hostile_questions_or_says_why_not(
+    served: str, question: str
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from benchmarks.load import call_ask
+
+    async def ask() -> str | None:
+        auth = ("ada", "s3cret pass:word")
+        async with httpx.AsyncClient(base_url=served, auth=auth, timeout=30) as http:
+            try:
+                await call_ask(http, question)
+            except ValueError as exc:
+                return str(exc)
+        return None
+
+    refusal = asyncio.run(ask())
+    if refusal is not None:  # refused: with the reason, never a server failure
+        assert "Gradio error event" in refusal
+        assert "limit is 2,000" in refusal or "empty" in refusal, refusal
