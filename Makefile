@@ -12,7 +12,7 @@ QUESTION ?= How do I prevent race conditions when two users update the same row?
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install run build ask test test-all lint format clean
+.PHONY: install run serve build ask test test-all lint format clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ build: install
 
 run: build
 	$(VENV)/bin/nexus search "$(QUESTION)" -k 3
+
+serve: install
+	$(PY) app.py
 
 test: install
 	$(PY) -m pytest

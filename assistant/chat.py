@@ -59,7 +59,7 @@ __all__ = [
 # Lowest cosine between question and best passage that still counts as an answer, per model.
 # Calibrated on benchmarks/questions.jsonl (answerable vs no-answer questions) and checked on
 # benchmarks/questions-independent.jsonl; see benchmarks/RESULTS.md ("Knowing when to say no").
-RELEVANCE_FLOORS: dict[str, float] = {"all-MiniLM-L6-v2": 0.40}
+RELEVANCE_FLOORS: dict[str, float] = {"all-MiniLM-L6-v2": 0.43}
 
 ANSWER_SENTENCES = 3
 PASSAGES_FOR_ANSWER = 3
@@ -75,139 +75,21 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 
 # Words that carry no topic: question words, auxiliaries, pronouns, articles, prepositions.
 _STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "all",
-        "also",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "him",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "use",
-        "using",
-        "used",
-        "way",
-        "ways",
-        "best",
-        "good",
-        "need",
-        "want",
-        "get",
-        "make",
-        "thing",
-        "things",
-    ]
-)
+    {
+        "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are",
+        "as", "at", "be", "because", "been", "before", "being", "between", "both", "but", "by",
+        "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for",
+        "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
+        "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me",
+        "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only",
+        "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so",
+        "some", "such", "than", "that", "the", "their", "them", "then", "there", "these",
+        "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was",
+        "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will",
+        "with", "would", "you", "your", "yours", "use", "using", "used", "way", "ways", "best",
+        "good", "need", "want", "get", "make", "thing", "things",
+    }
+)  # fmt: skip
 
 
 @cache
@@ -274,7 +156,7 @@ class Reply:
     """What Nexus says to one message.
 
     ``hits`` are the passages to show; empty when nothing was relevant enough, in which case
-    ``related`` names documents near the question that the person could ask about instead.
+    ``related`` holds (title, source) of documents near the question, offered as topics.
     ``query`` is what was actually searched (the message, or the message with the previous
     question folded in), ``seconds`` how long the search took.
     """
@@ -284,7 +166,7 @@ class Reply:
     folded: bool
     hits: tuple[Hit, ...]
     answer: tuple[AnswerSentence, ...]
-    related: tuple[str, ...]
+    related: tuple[tuple[str, str], ...]
     seconds: float
 
     @property
@@ -299,7 +181,10 @@ class Reply:
             "folded": self.folded,
             "answered": self.answered,
             "answer": [{"text": s.text, "citation": s.citation} for s in self.answer],
-            "related": list(self.related),
+            "related": [
+                {"title": title, "source": source, "url": document_url(source)}
+                for title, source in self.related
+            ],
             "seconds": round(self.seconds, 4),
             "hits": [hit_dict(h) for h in self.hits],
         }
@@ -351,7 +236,8 @@ def _prose_sentences(text: str) -> list[str]:
         if _FENCE.match(stripped):
             in_code = not in_code
             continue
-        prose = not in_code and stripped and not stripped.startswith(("#", "|", "    ", ">"))
+        indented_code = line.startswith(("    ", "\t")) and not _LIST_MARK.match(line)
+        prose = not in_code and stripped and not indented_code and stripped[0] not in "#|>"
         if prose and not set(stripped) <= set("=-~^*+#`:.'\""):  # not an rst underline
             if _LIST_MARK.match(line) and paragraph:
                 sentences.extend(_SENTENCE_END.split(" ".join(paragraph)))
@@ -371,9 +257,9 @@ def extract_answer(
 
     A sentence scores the share of the query's stems it contains, plus a small bonus for
     coming from a better-ranked passage and for appearing early in it. Sentences of 4 to 60
-    words are eligible; a sentence that repeats a chosen one is skipped. When no sentence
-    shares a word with the question (a purely semantic match), the top passage's first
-    sentence stands in, so a found passage always yields an answer.
+    words that do not end in a colon are eligible; one that repeats a chosen one is skipped.
+    When no sentence shares a word with the question (a purely semantic match), the top
+    passage's first sentence stands in, so a found passage always yields an answer.
     """
     terms = query_terms(query)
     scored: list[tuple[float, int, str]] = []
@@ -381,8 +267,8 @@ def extract_answer(
     for hit in hits[:PASSAGES_FOR_ANSWER]:
         for position, sentence in enumerate(_prose_sentences(hit.text)):
             words = _WORD.findall(sentence)
-            if not 4 <= len(words) <= 60:
-                continue
+            if not 4 <= len(words) <= 60 or sentence.endswith(":"):
+                continue  # too short or long to read alone, or a lead-in to code
             if first is None:
                 first = AnswerSentence(sentence, hit.rank)
             shared = terms & set(_stems(words))
@@ -405,9 +291,12 @@ def extract_answer(
     return tuple(chosen)
 
 
-def _related_topics(hits: Sequence[Hit], limit: int = RELATED_TOPICS) -> tuple[str, ...]:
-    """Distinct document titles among the nearest (weak) passages, best first."""
-    return tuple(dict.fromkeys(h.title for h in hits if h.title))[:limit]
+def _related_topics(
+    hits: Sequence[Hit], limit: int = RELATED_TOPICS
+) -> tuple[tuple[str, str], ...]:
+    """(title, source) of the distinct documents among the nearest (weak) passages."""
+    documents = dict.fromkeys((h.title or h.source, h.source) for h in hits)
+    return tuple(documents)[:limit]
 
 
 def respond(
@@ -540,8 +429,13 @@ def render_answer(reply: Reply) -> str:
             "not showing weak matches."
         ]
         if reply.related:
-            topics = ", ".join(f"*{escape_markdown(t)}*" for t in reply.related)
-            lines.append(f"Related topics it does cover: {topics}. Try asking about one of them.")
+            topics = ", ".join(
+                f"[{escape_markdown(title)}]({document_url(source)})"
+                for title, source in reply.related
+            )
+            lines.append(
+                f"Related topics it does cover: {topics}. Open one, or ask about it directly."
+            )
         lines.append(f"<sub>Searched: “{searched}” · {timing}</sub>")
         return "\n\n".join(lines)
     body = " ".join(f"{escape_markdown(s.text)} \\[{s.citation}\\]" for s in reply.answer)

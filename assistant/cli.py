@@ -252,6 +252,58 @@ def evaluate(
         )
 
 
+@cli.command()
+@_INDEX
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Corpus the index is built from and kept in step with.  [default: corpus]",
+)
+@click.option("--host", default="127.0.0.1", help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, help="Port to listen on.")
+@click.option("--no-build", is_flag=True, help="Serve the index as it is, even if stale.")
+@click.option(
+    "--feedback",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("feedback.jsonl"),
+    help="File that thumbs up/down votes are appended to.",
+)
+def serve(
+    index_dir: Path | None,
+    corpus_dir: Path | None,
+    host: str,
+    port: int,
+    no_build: bool,
+    feedback: Path,
+) -> None:
+    """Serve the chat UI and the REST API; builds or updates the index first if needed.
+
+    Set NEXUS_AUTH_USER and NEXUS_AUTH_PASSWORD to require a login on every page and API.
+
+    \b
+    Example:
+        nexus serve --corpus corpus --index index --port 7860
+        curl 'http://127.0.0.1:7860/api/search?q=cache+invalidation&k=3'
+    """
+    import os
+
+    from .server import auth_from_env
+    from .server import serve as run_server
+
+    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir)
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger("assistant").setLevel(logging.INFO)
+    try:
+        auth = auth_from_env(os.environ)
+        run_server(
+            settings, host=host, port=port, build=not no_build, feedback_log=feedback, auth=auth
+        )
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
     try:

@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import gradio as gr
 
-from .chat import escape_markdown, message_text, render_answer, render_passages
+from .chat import escape_markdown, hit_dict, message_text, render_answer, render_passages
 from .config import SEARCH_MODES, SearchMode
-from .errors import AssistantError, QueryError
+from .errors import AssistantError
 from .service import IndexStatus, NexusService
 
 __all__ = ["EXAMPLES", "UI_CSS", "build_ui", "status_markdown"]
@@ -24,7 +24,7 @@ ALL_CATEGORIES = "All"
 EXAMPLES = (
     "How do I prevent race conditions when two users update the same row?",
     "When should I invalidate a cached value?",
-    "How do I shrink a Docker image?",
+    "How do multi-stage builds make a Docker image smaller?",
     "What is the difference between select_related and prefetch_related?",
     "How should I version a REST API?",
 )
@@ -136,13 +136,19 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         service.feedback.record(record, "up" if up else "down")
         gr.Info("Thanks, your feedback was recorded.")
 
-    def refresh_status() -> tuple[str, Any]:
+    def refresh_status() -> tuple[str, Any, Any]:
+        """Status, stale-corpus banner and category choices, re-read after any rebuild."""
         status = service.status(refresh=True)
         warning = (
             f"⚠️ The corpus changed since the index was built. Rebuild with "
             f"`{status.rebuild_command}`"
         )
-        return status_markdown(status), gr.update(value=warning, visible=status.stale)
+        choices = [ALL_CATEGORIES, *service.categories()]
+        return (
+            status_markdown(status),
+            gr.update(value=warning, visible=status.stale),
+            gr.update(choices=choices),
+        )
 
     def ask_api(
         question: str,
@@ -168,11 +174,9 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         query: str, k: int = settings.top_k, mode: str = settings.mode, category: str = ""
     ) -> list[dict[str, Any]]:
         """The passages that best match `query`, best first, with source file and lines."""
-        from .chat import hit_dict
-
         try:
             hits = service.search(query, k, _mode(mode), _category(category))
-        except (QueryError, AssistantError) as exc:
+        except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
         return [hit_dict(h) for h in hits]
 
@@ -224,8 +228,9 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         chatbot.like(vote, [turns], None, api_visibility="private")
         clear.click(lambda: ([], "", {}), None, outputs, api_visibility="private")
         chatbot.clear(lambda: {}, None, [turns], api_visibility="private")
-        refresh.click(refresh_status, None, [status_panel, banner], api_visibility="private")
-        demo.load(refresh_status, None, [status_panel, banner], api_visibility="private")
+        status_outputs = [status_panel, banner, category]
+        refresh.click(refresh_status, None, status_outputs, api_visibility="private")
+        demo.load(refresh_status, None, status_outputs, api_visibility="private")
         gr.api(ask_api, api_name="ask")  # type: ignore[attr-defined]
         gr.api(search_api, api_name="search")  # type: ignore[attr-defined]
     return cast(gr.Blocks, demo)

@@ -7,7 +7,6 @@ it these tests are skipped with the command that installs it.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +144,15 @@ def test_feedback_controls_and_clear(page: Any, site: dict[str, Any]) -> None:
     assert votes[-1]["question"] == "How do I shrink a Docker image?"
     assert votes[-1]["hits"][0]["source"] == "reference/docker.md"
 
+    # Retry with keyword search: the same question is answered again, in place.
+    assert "relevance" in page.locator(".nexus-card-meta").first.inner_text()
+    page.get_by_label("keyword").check()
+    page.locator("#nexus-chat button[aria-label=Retry]").last.click()
+    page.wait_for_function(
+        "() => document.querySelector('.nexus-card-meta')?.innerText.includes('score')"
+    )
+    assert page.locator("[data-testid=user]").count() == 1
+
     assert "Up to date" in page.locator("#nexus-status").inner_text()
     page.click("#nexus-clear")
     page.wait_for_function("() => document.querySelectorAll('.nexus-card').length === 0")
@@ -163,5 +171,10 @@ def test_real_model_answers_a_paraphrase_in_the_browser(
         ask(page, "How can I stop two people from overwriting each other's edits?", 0)
         assert page.locator("a.nexus-source").first.inner_text().startswith("guides/locking.md")
         assert "all-MiniLM-L6-v2" in page.locator("#nexus-status").inner_text()
-        shutil.copy(screenshot(page, "chat-real-model.png"), tmp_path / "kept.png")
+        screenshot(page, "chat-real-model.png")
+
+        refusal = ask(page, "How do I implement Raft leader election in Python?", 1)
+        assert "found nothing in the knowledge base" in refusal.inner_text()
+        assert refusal.locator("a[href^='/document?source=']").count() >= 1
+        assert page.locator(".nexus-card").count() == 5  # no cards added for the refusal
         page.close()

@@ -10,6 +10,7 @@ import pytest
 from assistant import Assistant, QueryError, build_index
 from assistant.chat import (
     FeedbackLog,
+    document_url,
     extract_answer,
     history_questions,
     message_text,
@@ -90,10 +91,13 @@ def test_follow_up_searches_with_the_previous_question(nexus: Assistant) -> None
 def test_nothing_relevant_enough_says_so_and_suggests_topics(nexus: Assistant) -> None:
     reply = respond(nexus, "How do I tune a Kubernetes pod autoscaler?", min_relevance=0.99)
     assert not reply.answered and reply.hits == () and reply.answer == ()
-    assert reply.related  # nearest documents' titles, offered as topics
+    assert reply.related  # the nearest documents, offered as topics
+    _, source = reply.related[0]
     text = render_answer(reply)
     assert "found nothing in the knowledge base" in text
     assert "Related topics" in text and "passages" not in text
+    assert f"]({document_url(source)})" in text
+    assert reply.to_dict()["related"][0]["source"] == source
 
 
 def test_keyword_mode_has_no_cosine_so_the_floor_does_not_apply(nexus: Assistant) -> None:
@@ -163,3 +167,17 @@ def test_feedback_is_appended_as_json_lines(tmp_path: Path, nexus: Assistant) ->
     assert lines[0]["time"].endswith("+00:00")
     with pytest.raises(ValueError, match="'up' or 'down'"):
         log.record(reply.to_dict(), "meh")
+
+
+def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
+    from assistant import Hit
+
+    text = (
+        "Use fixtures to share setup code between tests.\n\n"
+        "To share setup code, write this:\n\n"
+        "    def share_setup_code(): return 'setup code to share'\n\n"
+        "| share | setup code | between tests |"
+    )
+    hit = Hit(1, 1.0, "a.rst", "A", ("A",), text, 1, 7, "", 0)
+    answer = extract_answer("share setup code", [hit])
+    assert [s.text for s in answer] == ["Use fixtures to share setup code between tests."]

@@ -114,6 +114,19 @@ def test_encoded_traversal_in_the_raw_url_is_refused(client: TestClient) -> None
         assert client.get(raw).status_code == 400
 
 
+def test_gradio_file_routes_serve_no_system_or_corpus_file(site: dict[str, Any]) -> None:
+    client, corpus = site["client"], site["settings"].corpus_dir
+    for path in (
+        "/gradio_api/file=/etc/passwd",
+        f"/gradio_api/file={corpus}/guides/hostile.md",
+        "/gradio_api/file=../../etc/passwd",
+        "/..%2F..%2Fetc%2Fpasswd",
+    ):
+        response = client.get(path)
+        assert response.status_code in (403, 404), path
+        assert "root:" not in response.text and "Hostile" not in response.text
+
+
 def test_document_view_highlights_the_passage_and_forbids_scripts(client: TestClient) -> None:
     response = client.get(
         "/document",
@@ -197,3 +210,30 @@ def test_a_rebuilt_index_is_served_without_restart_and_staleness_is_shown(
         hits = client.get("/api/search", params=query).json()["hits"]
         assert hits[0]["source"] == "guides/quantum.md"
         assert client.get("/api/health").json()["corpus_changed"] is False
+
+
+def test_prepare_index_builds_when_missing_updates_when_stale_and_else_does_nothing(
+    corpus: Path, index_dir: Path
+) -> None:
+    from assistant import Settings
+    from assistant.server import prepare_index
+
+    encoder = HashEncoder()
+    settings = Settings(corpus_dir=corpus, index_dir=index_dir)
+    first = prepare_index(settings, encoder=encoder, progress=False)
+    assert first is not None and first.documents == 6 and first.embedded == first.chunks
+    assert prepare_index(settings, encoder=encoder, progress=False) is None
+    (corpus / "guides" / "new.md").write_text("# New\n\nA fresh page about queues.\n")
+    update = prepare_index(settings, encoder=encoder, progress=False)
+    assert update is not None and update.documents == 7 and 0 < update.embedded < update.chunks
+
+
+def test_serve_refuses_half_configured_auth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.cli import main
+
+    monkeypatch.setenv("NEXUS_AUTH_USER", "ada")
+    monkeypatch.delenv("NEXUS_AUTH_PASSWORD", raising=False)
+    assert main(["serve", "--no-build"]) == 1
+    assert "NEXUS_AUTH_PASSWORD" in capsys.readouterr().err
