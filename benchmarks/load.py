@@ -32,6 +32,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -265,6 +266,40 @@ def served_index(index_dir: Path, *, startup_timeout: float = 180.0) -> Iterator
             server.wait()
 
 
+def rebuild_during(
+    url: str, corpus: Path, index: Path, *, after: float, auth: tuple[str, str] | None
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start a thread that, ``after`` seconds from now, runs ``nexus build`` on ``corpus``
+    into the served ``index`` and records how long it took and which generation is served."""
+    record: dict[str, Any] = {"corpus": str(corpus)}
+
+    def served_generation() -> str:
+        return str(httpx.get(f"{url}/api/health", auth=auth, timeout=60).json()["generation"])
+
+    def run() -> None:
+        record["generation_before"] = served_generation()
+        time.sleep(after)
+        started = time.monotonic()
+        command = [sys.executable, "-m", "assistant.cli", "build", "--corpus", str(corpus)]
+        build = subprocess.run(
+            [*command, "--index", str(index), "--quiet", "--json"],
+            capture_output=True,
+            text=True,
+        )
+        record["build_seconds"] = round(time.monotonic() - started, 1)
+        record["build_exit_code"] = build.returncode
+        if build.returncode == 0:
+            built = json.loads(build.stdout)
+            record["built_generation"] = built["generation"]
+            record["embedded"], record["reused"] = built["embedded"], built["reused"]
+        else:
+            record["build_error"] = build.stderr[-500:]
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, record
+
+
 def report(result: dict[str, Any]) -> str:
     """A small table for people."""
     lines = [
@@ -300,6 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--user", default=os.environ.get("NEXUS_AUTH_USER"))
     parser.add_argument("--password", default=os.environ.get("NEXUS_AUTH_PASSWORD"))
     parser.add_argument("--json", type=Path, help="Also write the result here.")
+    parser.add_argument(
+        "--rebuild",
+        type=Path,
+        metavar="CORPUS",
+        help="With --index: rebuild the served index from CORPUS halfway through the load, "
+        "and check the server switches to it without a failed request.",
+    )
     args = parser.parse_args(argv)
     auth = (args.user, args.password) if args.user and args.password else None
 
@@ -321,7 +363,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = go(args.url)
     else:
         with served_index(args.index) as url:
+            if args.rebuild:
+                rebuilding, record = rebuild_during(
+                    url, args.rebuild, args.index, after=args.duration / 2, auth=auth
+                )
             result = go(url)
+            if args.rebuild:
+                rebuilding.join()
+                time.sleep(3)  # the server looks for a new generation every 2 s
+                health = httpx.get(f"{url}/api/health", auth=auth, timeout=60).json()
+                record["generation_after"] = health["generation"]
+                result["rebuild"] = record
         result["index"] = str(args.index)
     result["command"] = " ".join(["benchmarks/load.py", *(argv or sys.argv[1:])])
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
@@ -329,6 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    rebuild = result.get("rebuild")
+    if rebuild:
+        print(f"rebuild: {json.dumps(rebuild)}")
+        if rebuild.get("generation_after") != rebuild.get("built_generation"):
+            return 1
     return 1 if result["total"]["errors"] else 0
 
 
