@@ -32,6 +32,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -223,22 +224,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-SERVE = """
-import sys
-from assistant import Settings
-from assistant.server import serve
-settings = Settings.from_env(index_dir=sys.argv[1])
-serve(settings, host="127.0.0.1", port=int(sys.argv[2]), build=False, feedback_log=None)
-"""
+APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
 @contextmanager
 def served_index(index_dir: Path, *, startup_timeout: float = 180.0) -> Iterator[str]:
-    """Serve ``index_dir`` from a child process on a free loopback port; yields its URL."""
+    """Serve ``index_dir`` with ``app.py`` in a child process on a free loopback port (as it
+    is, without building); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    feedback = Path(tempfile.mkdtemp()) / "feedback.jsonl"
+    command = [sys.executable, str(APP), "--index", str(index_dir), "--no-build"]
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(index_dir), str(port)],
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--feedback", str(feedback)],
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
         stdout=subprocess.DEVNULL,  # uvicorn's access log
         stderr=subprocess.DEVNULL,

@@ -122,3 +122,17 @@ def test_rebuilding_while_the_server_is_loaded_fails_no_request_and_switches(
             break
         time.sleep(0.2)
     assert hits[0]["source"] == "guides/teleport.md" and "take 2" in hits[0]["text"]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_app_py_served_in_a_child_process_holds_a_short_load(
+    corpus: Path, index_dir: Path, real_encoder: object
+) -> None:
+    from benchmarks.load import served_index
+
+    build_index(corpus, index_dir, encoder=real_encoder)  # type: ignore[arg-type]
+    with served_index(index_dir) as url:
+        result = asyncio.run(run_load(url, clients=4, duration=5, questions=QUESTIONS))
+    assert result["total"]["errors"] == 0, result["total"]["error_samples"]
+    assert result["search"]["requests"] > 4 and result["ask"]["requests"] > 4
