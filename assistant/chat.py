@@ -54,6 +54,7 @@ __all__ = [
     "render_document",
     "render_passages",
     "respond",
+    "unescape_markdown",
 ]
 
 # Lowest cosine between question and best passage that still counts as an answer, per model.
@@ -72,6 +73,7 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_MD_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~>])")
 
 # Words that carry no topic: question words, auxiliaries, pronouns, articles, prepositions.
 _STOPWORDS = frozenset(
@@ -257,7 +259,8 @@ def extract_answer(
 
     A sentence scores the share of the query's stems it contains, plus a small bonus for
     coming from a better-ranked passage and for appearing early in it. Sentences of 4 to 60
-    words that do not end in a colon are eligible; one that repeats a chosen one is skipped.
+    words that do not end mid-thought (in a colon, semicolon or comma) are eligible; one that
+    repeats a chosen one is skipped.
     When no sentence shares a word with the question (a purely semantic match), the top
     passage's first sentence stands in, so a found passage always yields an answer.
     """
@@ -267,8 +270,8 @@ def extract_answer(
     for hit in hits[:PASSAGES_FOR_ANSWER]:
         for position, sentence in enumerate(_prose_sentences(hit.text)):
             words = _WORD.findall(sentence)
-            if not 4 <= len(words) <= 60 or sentence.endswith(":"):
-                continue  # too short or long to read alone, or a lead-in to code
+            if not 4 <= len(words) <= 60 or sentence.endswith((":", ";", ",")):
+                continue  # too short or long to read alone, or a fragment of a longer one
             if first is None:
                 first = AnswerSentence(sentence, hit.rank)
             shared = terms & set(_stems(words))
@@ -400,6 +403,11 @@ def document_url(
 def escape_markdown(text: str) -> str:
     """Text that a Markdown renderer shows literally: HTML escaped, syntax backslashed."""
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def unescape_markdown(text: str) -> str:
+    """The text :func:`escape_markdown` was given (the chat shows questions escaped)."""
+    return html.unescape(_MD_ESCAPED.sub(r"\1", text))
 
 
 def _highlight(text: str, terms: frozenset[str]) -> str:

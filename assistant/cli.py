@@ -265,6 +265,11 @@ def evaluate(
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, help="Port to listen on.")
 @click.option("--no-build", is_flag=True, help="Serve the index as it is, even if stale.")
 @click.option(
+    "--allow-rebuild",
+    is_flag=True,
+    help="Show a Rebuild index button (needs a login unless serving on localhost).",
+)
+@click.option(
     "--feedback",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("feedback.jsonl"),
@@ -276,6 +281,7 @@ def serve(
     host: str,
     port: int,
     no_build: bool,
+    allow_rebuild: bool,
     feedback: Path,
 ) -> None:
     """Serve the chat UI and the REST API; builds or updates the index first if needed.
@@ -298,7 +304,13 @@ def serve(
     try:
         auth = auth_from_env(os.environ)
         run_server(
-            settings, host=host, port=port, build=not no_build, feedback_log=feedback, auth=auth
+            settings,
+            host=host,
+            port=port,
+            build=not no_build,
+            feedback_log=feedback,
+            auth=auth,
+            allow_rebuild=allow_rebuild,
         )
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -30,19 +30,16 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from .build import BuildReport, build_index, corpus_changes
 from .chat import document_url, hit_dict, render_document
 from .config import SearchMode, Settings
 from .errors import (
     ConfigError,
     DocumentNotFoundError,
-    IndexNotFoundError,
     QueryError,
 )
-from .service import NexusService
+from .service import NexusService, prepare_index
 
 if TYPE_CHECKING:
-    from .embedding import Encoder
     from .retrieval import Assistant
 
 __all__ = [
@@ -143,6 +140,7 @@ def create_app(
     feedback_log: str | Path | None = None,
     auth: tuple[str, str] | None = None,
     min_relevance: float | None = None,
+    allow_rebuild: bool = False,
 ) -> FastAPI:
     """The FastAPI app serving the chat UI at ``/`` and the REST API under ``/api``.
 
@@ -155,6 +153,8 @@ def create_app(
         feedback_log: JSON-lines file that thumbs up/down votes are appended to.
         auth: ``(user, password)`` to require HTTP basic auth on every route.
         min_relevance: Override the model's calibrated "nothing relevant" floor.
+        allow_rebuild: Show a button that updates the index from the corpus; anyone who can
+            open the page can press it, so serve it behind ``auth`` or on localhost only.
 
     Raises:
         IndexNotFoundError: No index is built at ``settings.index_dir``.
@@ -286,7 +286,7 @@ def create_app(
             headers={"Content-Security-Policy": _DOCUMENT_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
-    blocks = build_ui(service)
+    blocks = build_ui(service, allow_rebuild=allow_rebuild)
     app = cast(
         FastAPI, gr.mount_gradio_app(app, blocks, path="/", css=UI_CSS, footer_links=["api"])
     )
@@ -305,31 +305,6 @@ pre { background: #f6f8fa; padding: .75rem; overflow-x: auto; border-radius: 6px
 """
 
 
-def prepare_index(
-    settings: Settings, *, encoder: "Encoder | None" = None, progress: bool = True
-) -> BuildReport | None:
-    """Build the index if it is missing, or update it if the corpus changed since its build.
-
-    Updates are incremental: unchanged chunks keep their vectors. Returns the build report, or
-    None when the index already matched the corpus.
-    """
-    try:
-        changes = corpus_changes(settings.corpus_dir, settings.index_dir, settings=settings)
-    except IndexNotFoundError:
-        log.info("no index at %s; building it from %s", settings.index_dir, settings.corpus_dir)
-    else:
-        if not changes.stale:
-            return None
-        log.info("corpus %s; updating the index", changes.summary())
-    return build_index(
-        settings.corpus_dir,
-        settings.index_dir,
-        settings=settings,
-        encoder=encoder,
-        progress=progress,
-    )
-
-
 def serve(
     settings: Settings,
     *,
@@ -338,13 +313,22 @@ def serve(
     build: bool = True,
     feedback_log: str | Path | None = "feedback.jsonl",
     auth: tuple[str, str] | None = None,
+    allow_rebuild: bool = False,
 ) -> None:
     """Bring the index up to date with the corpus (unless ``build`` is False) and serve.
 
     Raises:
         AssistantError: The corpus or index cannot be read (the message says what to do).
+        ConfigError: The rebuild button is asked for beyond localhost without a login.
     """
     import uvicorn
+
+    local = host in ("127.0.0.1", "localhost", "::1")
+    if allow_rebuild and auth is None and not local:
+        raise ConfigError(
+            f"the rebuild button is for administrators: serving it on {host} needs a login "
+            f"({AUTH_USER_ENV} and {AUTH_PASSWORD_ENV}), or serve on 127.0.0.1"
+        )
 
     from .embedding import load_encoder
     from .retrieval import Assistant
@@ -354,8 +338,10 @@ def serve(
         report = prepare_index(settings, encoder=encoder)
         log.info(report.summary() if report else "index is up to date with the corpus")
     nexus = Assistant.load(settings.index_dir, settings=settings, encoder=encoder)
-    app = create_app(settings, nexus=nexus, feedback_log=feedback_log, auth=auth)
-    if auth is None and host not in ("127.0.0.1", "localhost", "::1"):
+    app = create_app(
+        settings, nexus=nexus, feedback_log=feedback_log, auth=auth, allow_rebuild=allow_rebuild
+    )
+    if auth is None and not local:
         log.warning(
             "serving on %s without a login; set %s and %s to require one",
             host,

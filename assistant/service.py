@@ -4,7 +4,8 @@ One :class:`NexusService` is shared by the Gradio UI and the REST API. It keeps 
 index current (a build that publishes a new generation is picked up on the next request,
 without a restart and without failing requests in flight), answers with the calibrated
 relevance floor of the index's model, looks documents up only by their indexed source path,
-and caches the comparison of corpus and index that the status panel shows.
+and caches the comparison of corpus and index that the status panel shows. ``prepare_index``
+brings an index up to date with its corpus, at startup or from the Rebuild button.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import CorpusChanges, corpus_changes
+from .build import BuildReport, CorpusChanges, build_index, corpus_changes
 from .chat import FeedbackLog, Reply, relevance_floor, respond
 from .config import SearchMode, Settings
-from .errors import AssistantError, DocumentNotFoundError, QueryError
+from .embedding import Encoder
+from .errors import AssistantError, DocumentNotFoundError, IndexNotFoundError, QueryError
 from .retrieval import Assistant, Hit
 from .store import StoredDocument
 
-__all__ = ["IndexStatus", "NexusService", "check_source"]
+__all__ = ["IndexStatus", "NexusService", "check_source", "prepare_index"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class NexusService:
         self._checked_at = time.monotonic()
         self._reload_lock = threading.Lock()
         self._status: tuple[float, IndexStatus] | None = None
+        self._rebuild_lock = threading.Lock()
 
     @property
     def settings(self) -> Settings:
@@ -194,6 +197,30 @@ class NexusService:
             raise DocumentNotFoundError(f"no document {source!r} in the index")
         return doc
 
+    def rebuild(self) -> str:
+        """Update the index from the corpus (incrementally) with the loaded model; the new
+        generation is served from the next request on. Returns what happened, in words.
+
+        Only one rebuild runs at a time; a second request while one runs is told so. Errors
+        (an empty corpus, a full disk) are reported and the current index keeps serving.
+        """
+        if not self._rebuild_lock.acquire(blocking=False):
+            return "A rebuild is already running."
+        try:
+            nexus = self._nexus
+            settings = nexus.settings.replace(
+                corpus_dir=self.corpus_dir, index_dir=nexus.index.path.parent
+            )
+            try:
+                report = prepare_index(settings, encoder=nexus.encoder, progress=False)
+            except AssistantError as exc:
+                return f"Rebuild failed, the current index keeps serving: {exc}"
+            self._checked_at = float("-inf")  # switch on the next request
+            self._status = None
+            return report.summary() if report else "Already up to date."
+        finally:
+            self._rebuild_lock.release()
+
     def status(self, refresh: bool = False) -> IndexStatus:
         """Counts, model and build time of the served index, and whether the corpus changed."""
         nexus = self.assistant
@@ -219,3 +246,28 @@ class NexusService:
         )
         self._status = (time.monotonic(), status)
         return status
+
+
+def prepare_index(
+    settings: Settings, *, encoder: Encoder | None = None, progress: bool = True
+) -> BuildReport | None:
+    """Build the index if it is missing, or update it if the corpus changed since its build.
+
+    Updates are incremental: unchanged chunks keep their vectors. Returns the build report, or
+    None when the index already matched the corpus.
+    """
+    try:
+        changes = corpus_changes(settings.corpus_dir, settings.index_dir, settings=settings)
+    except IndexNotFoundError:
+        log.info("no index at %s; building it from %s", settings.index_dir, settings.corpus_dir)
+    else:
+        if not changes.stale:
+            return None
+        log.info("corpus %s; updating the index", changes.summary())
+    return build_index(
+        settings.corpus_dir,
+        settings.index_dir,
+        settings=settings,
+        encoder=encoder,
+        progress=progress,
+    )

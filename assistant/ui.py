@@ -12,7 +12,14 @@ from typing import Any, cast
 
 import gradio as gr
 
-from .chat import escape_markdown, hit_dict, message_text, render_answer, render_passages
+from .chat import (
+    escape_markdown,
+    hit_dict,
+    message_text,
+    render_answer,
+    render_passages,
+    unescape_markdown,
+)
 from .config import SEARCH_MODES, SearchMode
 from .errors import AssistantError
 from .service import IndexStatus, NexusService
@@ -76,8 +83,20 @@ def _mode(value: str | None) -> SearchMode | None:
     return cast(SearchMode, value) if value else None
 
 
-def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Blocks:
-    """The chat page over ``service``."""
+def _typed_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history with the user's questions as typed (the chat shows them escaped)."""
+    return [
+        {**m, "content": unescape_markdown(message_text(m.get("content")))}
+        if m.get("role") == "user"
+        else m
+        for m in history
+    ]
+
+
+def build_ui(
+    service: NexusService, examples: Sequence[str] = EXAMPLES, *, allow_rebuild: bool = False
+) -> gr.Blocks:
+    """The chat page over ``service``; ``allow_rebuild`` adds a Rebuild button to the status."""
     settings = service.settings
     categories = [ALL_CATEGORIES, *service.categories()]
 
@@ -93,7 +112,7 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         try:
             reply = service.ask(
                 message,
-                history,
+                _typed_history(history),
                 k=int(k),
                 mode=_mode(mode),
                 category=_category(category),
@@ -101,7 +120,8 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
         first = len(history) + 1
-        history.append({"role": "user", "content": reply.question})
+        # Shown escaped, so markup typed into a question stays text.
+        history.append({"role": "user", "content": escape_markdown(reply.question)})
         history.append({"role": "assistant", "content": render_answer(reply)})
         if reply.answered:
             history.append({"role": "assistant", "content": render_passages(reply)})
@@ -123,9 +143,8 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         if not users:
             return history, "", turns
         last = users[-1]
-        return answer(
-            message_text(history[last]["content"]), history[:last], k, mode, category, turns
-        )
+        message = unescape_markdown(message_text(history[last]["content"]))
+        return answer(message, history[:last], k, mode, category, turns)
 
     def vote(turns: dict[str, Any], data: gr.LikeData) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
@@ -149,6 +168,10 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
             gr.update(value=warning, visible=status.stale),
             gr.update(choices=choices),
         )
+
+    def rebuild() -> tuple[str, Any, Any]:
+        gr.Info(service.rebuild())
+        return refresh_status()
 
     def ask_api(
         question: str,
@@ -219,6 +242,9 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
                 with gr.Accordion("Index status", open=True):
                     status_panel = gr.Markdown(elem_id="nexus-status")
                     refresh = gr.Button("Refresh status", size="sm")
+                    rebuild_button = gr.Button(
+                        "Rebuild index", size="sm", visible=allow_rebuild, variant="stop"
+                    )
 
         inputs = [box, chatbot, k, mode, category, turns]
         outputs = [chatbot, box, turns]
@@ -231,6 +257,8 @@ def build_ui(service: NexusService, examples: Sequence[str] = EXAMPLES) -> gr.Bl
         status_outputs = [status_panel, banner, category]
         refresh.click(refresh_status, None, status_outputs, api_visibility="private")
         demo.load(refresh_status, None, status_outputs, api_visibility="private")
+        if allow_rebuild:
+            rebuild_button.click(rebuild, None, status_outputs, api_visibility="private")
         gr.api(ask_api, api_name="ask")  # type: ignore[attr-defined]
         gr.api(search_api, api_name="search")  # type: ignore[attr-defined]
     return cast(gr.Blocks, demo)

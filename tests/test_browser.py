@@ -51,7 +51,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("browser")
     settings, nexus = make_index(root, HashEncoder())
     feedback = root / "feedback.jsonl"
-    with serving(create_app(settings, nexus=nexus, feedback_log=feedback)) as url:
+    app = create_app(settings, nexus=nexus, feedback_log=feedback, allow_rebuild=True)
+    with serving(app) as url:
         yield {"url": url, "feedback": feedback}
 
 
@@ -132,6 +133,11 @@ def test_hostile_document_runs_no_script(page: Any, site: dict[str, Any]) -> Non
     assert "<script>" in document.locator("article").inner_text()
     assert document.locator("article script, article img, article iframe").count() == 0
     assert document.evaluate("window.__pwned") is None
+
+    # A question is echoed back in the chat; markup typed into it stays inert too.
+    ask(page, "cache <img src=x onerror=\"window.__pwned='question'\"> <script>x=1</script>", 1)
+    assert page.locator("[data-testid=user] img, [data-testid=user] script").count() == 0
+    assert page.evaluate("window.__pwned") is None
     assert page.dialogs == []
 
 
@@ -154,6 +160,9 @@ def test_feedback_controls_and_clear(page: Any, site: dict[str, Any]) -> None:
     assert page.locator("[data-testid=user]").count() == 1
 
     assert "Up to date" in page.locator("#nexus-status").inner_text()
+    page.get_by_role("button", name="Rebuild index").click()
+    page.wait_for_function("() => document.body.innerText.includes('Already up to date')")
+
     page.click("#nexus-clear")
     page.wait_for_function("() => document.querySelectorAll('.nexus-card').length === 0")
 

@@ -175,9 +175,22 @@ def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
     text = (
         "Use fixtures to share setup code between tests.\n\n"
         "To share setup code, write this:\n\n"
+        "- setup code to share between modules;\n\n"
         "    def share_setup_code(): return 'setup code to share'\n\n"
         "| share | setup code | between tests |"
     )
     hit = Hit(1, 1.0, "a.rst", "A", ("A",), text, 1, 7, "", 0)
     answer = extract_answer("share setup code", [hit])
     assert [s.text for s in answer] == ["Use fixtures to share setup code between tests."]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain question?", "a <b>tag</b> & an &amp; entity", r"back\slash \\ and [link](x) *em*"],
+)
+def test_escaped_markdown_reads_back_as_typed(text: str) -> None:
+    from assistant.chat import escape_markdown, unescape_markdown
+
+    escaped = escape_markdown(text)
+    assert "<" not in escaped
+    assert unescape_markdown(escaped) == text

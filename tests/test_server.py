@@ -237,3 +237,35 @@ def test_serve_refuses_half_configured_auth(
     monkeypatch.delenv("NEXUS_AUTH_PASSWORD", raising=False)
     assert main(["serve", "--no-build"]) == 1
     assert "NEXUS_AUTH_PASSWORD" in capsys.readouterr().err
+
+
+def test_rebuild_updates_the_served_index_or_reports_why_not(tmp_path: Path) -> None:
+    import shutil
+
+    settings, nexus = make_index(tmp_path, HashEncoder(), hostile=False)
+    app = create_app(settings, nexus=nexus, allow_rebuild=True)
+    service = app.state.service
+    assert service.rebuild() == "Already up to date."
+    (settings.corpus_dir / "guides" / "quantum.md").write_text(
+        "# Quantum\n\nThe quantum teleportation protocol moves state.\n"
+    )
+    assert "incremental build of 7 documents" in service.rebuild()
+    with TestClient(app) as client:
+        hits = client.get("/api/search", params={"q": "quantum teleportation"}).json()["hits"]
+        assert hits[0]["source"] == "guides/quantum.md"
+        shutil.rmtree(settings.corpus_dir)
+        settings.corpus_dir.mkdir()
+        assert service.rebuild().startswith("Rebuild failed, the current index keeps serving")
+        hits = client.get("/api/search", params={"q": "quantum teleportation"}).json()["hits"]
+        assert hits[0]["source"] == "guides/quantum.md"
+
+
+def test_the_rebuild_button_needs_a_login_beyond_localhost(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.cli import main
+
+    monkeypatch.delenv("NEXUS_AUTH_USER", raising=False)
+    monkeypatch.delenv("NEXUS_AUTH_PASSWORD", raising=False)
+    assert main(["serve", "--no-build", "--allow-rebuild", "--host", "0.0.0.0"]) == 1
+    assert "needs a login" in capsys.readouterr().err
