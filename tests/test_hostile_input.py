@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -315,17 +314,9 @@ def test_hostile_corpus_builds_with_a_reason_for_each_skipped_file(
 
 
 def test_cli_build_prints_every_skipped_file(hostile_corpus: Path, index_dir: Path) -> None:
-    script = (
-        "import sys, assistant.build as b; from assistant.testing import HashEncoder; "
-        "b.load_encoder = lambda s: HashEncoder(); from assistant.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, "build", "--corpus", hostile_corpus, "--index", index_dir],
-        capture_output=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-    )
+    from tests.test_build import run_cli_build
+
+    result = run_cli_build(hostile_corpus, index_dir)
     err = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 0, err[-2000:]
     assert "skipped bad-\\xff\\xfe-name.md: file name is not valid UTF-8" in err
