@@ -129,6 +129,9 @@ class _Collected:
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, source: str, reason: str) -> None:
+        # A file name that is not valid UTF-8 is shown with its odd bytes escaped, so reports
+        # and logs can always print it.
+        source = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         self.skipped.append((source, reason))
         log.warning("skipped %s: %s", source, reason)
 
@@ -260,7 +263,8 @@ def build_index(
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
-    paths = discover(corpus_dir, exclude=[index_dir])
+    unreadable: list[tuple[str, str]] = []
+    paths = discover(corpus_dir, exclude=[index_dir], unreadable=unreadable)
     seconds["scan"] = time.perf_counter() - tick
     tick = time.perf_counter()
     encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
@@ -281,6 +285,8 @@ def build_index(
             seconds=seconds,
             progress=progress,
         )
+        for folder, reason in unreadable:
+            collected.skip(folder + "/", reason)
         if not collected.chunks:
             raise EmptyCorpusError(
                 f"no indexable text in {corpus_dir} ({len(paths)} supported files found, "

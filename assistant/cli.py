@@ -151,9 +151,10 @@ def search(
     """
     from .retrieval import Assistant
 
-    if query is None or query == "-":
-        query = sys.stdin.read()
     settings = _settings(index_dir=index_dir, top_k=k, mode=mode, backend=backend)
+    if query is None or query == "-":
+        # Searching trims queries anyway; reading no further bounds memory on endless input.
+        query = sys.stdin.read(4 * settings.max_query_chars)
     try:
         nexus = Assistant.load(settings.index_dir, settings=settings)
         hits = nexus.search(query, category=category, path=path_glob)

@@ -110,16 +110,25 @@ class SkipFile(Exception):
 # --------------------------------------------------------------------------- discovery
 
 
-def discover(root: Path, *, exclude: Sequence[Path] = ()) -> list[Path]:
+def discover(
+    root: Path,
+    *,
+    exclude: Sequence[Path] = (),
+    unreadable: list[tuple[str, str]] | None = None,
+) -> list[Path]:
     """List the supported documentation files under `root`, sorted by relative path.
 
     Symlinked folders are followed, but each real folder is visited once, so a link back to a
-    parent cannot loop. Hidden entries and build/tooling folders are skipped.
+    parent cannot loop. Hidden entries and build/tooling folders are skipped. Folders are told
+    apart by device and inode rather than by resolving paths, which would cost time growing
+    with the square of the depth in deeply nested trees.
 
     Args:
         root: The corpus folder.
         exclude: Paths to leave out with everything below them, e.g. an index folder that lives
             inside the corpus. Defaults to nothing.
+        unreadable: If given, each folder that cannot be listed is appended to it as a
+            `(relative path, reason)` pair; otherwise it is logged as a warning.
 
     Returns:
         Paths of the form `root / relative`, in tree order.
@@ -133,37 +142,57 @@ def discover(root: Path, *, exclude: Sequence[Path] = ()) -> list[Path]:
         raise CorpusNotFoundError(
             f"Corpus folder '{root}' {problem}; pass --corpus DIR pointing at your documents"
         )
-    excluded = {Path(p).resolve() for p in exclude}
-    visited: set[tuple[int, int]] = set()
+    excluded = {_identity(Path(p)) for p in exclude} - {None}
+    visited: set[tuple[int, int] | None] = set(excluded)
     found: list[Path] = []
     pending = [root]
     while pending:
         folder = pending.pop()
         try:
-            info = folder.stat()
-            if (info.st_dev, info.st_ino) in visited or folder.resolve() in excluded:
+            identity = _identity(folder, strict=True)
+            if identity in visited:
                 continue
-            visited.add((info.st_dev, info.st_ino))
+            visited.add(identity)
             with os.scandir(folder) as entries:
                 listing = list(entries)
         except OSError as exc:
-            logger.warning("Cannot read folder %s (%s); skipping it", folder, exc.strerror or exc)
+            reason = f"cannot read folder ({exc.strerror or exc})"
+            if unreadable is None:
+                logger.warning("Skipping folder %s: %s", folder, reason)
+            else:
+                unreadable.append((folder.relative_to(root).as_posix(), reason))
             continue
         for entry in listing:
             name = entry.name
             if name.startswith("."):
                 continue
             path = folder / name
-            if entry.is_dir():
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError:  # a symlink loop cannot be stat'ed
+                is_dir = is_file = False
+            if is_dir:
                 if name not in _SKIPPED_DIRS and not name.endswith(".egg-info"):
                     pending.append(path)
             elif (
-                entry.is_file()
+                # Broken or looping links are kept so that reading them reports why they fail.
+                (is_file or entry.is_symlink())
                 and path.suffix.lower() in SUPPORTED_SUFFIXES
-                and path.resolve() not in excluded
+                and not (excluded and _identity(path) in excluded)
             ):
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def _identity(path: Path, *, strict: bool = False) -> tuple[int, int] | None:
+    """The (device, inode) pair naming what `path` points at; None if it cannot be stat'ed."""
+    try:
+        info = path.stat()
+    except OSError:
+        if strict:
+            raise
+        return None
+    return info.st_dev, info.st_ino
 
 
 def read_file(root: Path, path: Path, *, max_bytes: int) -> RawFile:
@@ -186,6 +215,8 @@ def read_file(root: Path, path: Path, *, max_bytes: int) -> RawFile:
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)  # the file may have grown since stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise SkipFile(f"broken symbolic link to {os.readlink(path)}") from None
         raise SkipFile("file vanished before it could be read") from None
     except OSError as exc:
         raise SkipFile(f"cannot read file ({exc.strerror or exc})") from None
@@ -196,6 +227,10 @@ def read_file(root: Path, path: Path, *, max_bytes: int) -> RawFile:
     if not data.removeprefix(codecs.BOM_UTF8).strip():
         raise SkipFile("empty file")
     source = path.relative_to(root).as_posix()
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:  # the OS hands undecodable name bytes over as lone surrogates
+        raise SkipFile("file name is not valid UTF-8; rename the file to index it") from None
     return RawFile(source, path, data, hashlib.sha256(data).hexdigest())
 
 
@@ -249,6 +284,8 @@ def parse(raw: RawFile) -> Document:
         SkipFile: If the suffix is unsupported or the file has no text content.
     """
     text, warnings = _decode(raw.data)
+    if _unreadable_share(text) > _MAX_UNREADABLE_SHARE:
+        raise SkipFile("binary file (mostly control characters or undecodable bytes)")
     lines = text.split("\n")
     suffix, stem = raw.path.suffix.lower(), raw.path.stem
     fmt: Format
@@ -289,6 +326,17 @@ def _decode(data: bytes) -> tuple[str, list[str]]:
             text = data.decode("utf-8", errors="replace")
             warnings.append("not valid UTF-8; undecodable bytes replaced with U+FFFD")
     return text.replace("\r\n", "\n").replace("\r", "\n"), warnings
+
+
+# Real documents hold almost no control characters; binary data without NUL bytes (images,
+# archives, compiled files renamed .txt) decodes to text full of them and must not be indexed.
+_MAX_UNREADABLE_SHARE = 0.1
+_UNREADABLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def _unreadable_share(text: str) -> float:
+    sample = text[:_BINARY_SNIFF_BYTES]
+    return len(_UNREADABLE.findall(sample)) / max(1, len(sample))
 
 
 def _humanise(stem: str) -> str:

@@ -26,11 +26,14 @@ from .embedding import (
 from .errors import IndexMismatchError, QueryError
 from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
 
-__all__ = ["Assistant", "Hit", "clean_query", "reciprocal_rank_fusion"]
+__all__ = ["MAX_FILTER_CHARS", "MAX_K", "Assistant", "Hit", "clean_query", "reciprocal_rank_fusion"]
 
 log = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s+")
+MAX_K = 1000
+# Filters name folders and short globs; a longer one is a mistake or an attack, not a filter.
+MAX_FILTER_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -203,15 +206,18 @@ class Assistant:
             dedupe: Drop passages nearly identical to a better one.
 
         Raises:
-            QueryError: The query is empty, or ``k`` or ``mode`` is invalid.
+            QueryError: The query is empty, ``k`` or ``mode`` is invalid, or a filter is
+                longer than ``MAX_FILTER_CHARS``.
         """
         settings = self.settings
         k = settings.top_k if k is None else k
         mode = mode or settings.mode
         if mode not in SEARCH_MODES:
             raise QueryError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
-        if not 1 <= k <= 1000:
-            raise QueryError(f"k must be between 1 and 1000, got {k}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be a whole number between 1 and {MAX_K}, got {k!r}")
+        _check_filter("category", category)
+        _check_filter("path", path)
         text = clean_query(query, settings.max_query_chars)
         index = self.index  # one generation for the whole search, even if a reload happens
         allowed = None
@@ -268,6 +274,21 @@ class Assistant:
             )
             for position, (cid, score) in enumerate(ranked, start=1)
         ]
+
+
+def _check_filter(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, str) and len(value) <= MAX_FILTER_CHARS:
+        try:
+            value.encode("utf-8")
+            return
+        except UnicodeEncodeError:  # lone surrogates, as a JSON body can carry
+            pass
+    raise QueryError(
+        f"{name} must be text of at most {MAX_FILTER_CHARS} characters; "
+        "use a folder name or a short glob such as concepts/cach*"
+    )
 
 
 def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:

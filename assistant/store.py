@@ -25,12 +25,13 @@ import logging
 import math
 import os
 import platform
+import re
 import secrets
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -126,8 +127,16 @@ class Manifest:
                 f"index format version {data.get('schema_version')!r} is not the supported "
                 f"version {SCHEMA_VERSION}; rebuild it with `nexus build --full`"
             )
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in data.items() if k in known}
+        for name, value in values.items():
+            expected = _JSON_TYPES[str(known[name].type).split("[")[0]]
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise TypeError(f"{name} is {value!r}, not {expected.__name__}")
+        return cls(**values)
+
+
+_JSON_TYPES: dict[str, type] = {"int": int, "str": str, "bool": bool, "dict": dict}
 
 
 def library_versions() -> dict[str, str]:
@@ -320,7 +329,8 @@ class NumpyStore:
         return int(self.vectors.shape[0])
 
     def save(self, path: Path) -> None:
-        np.save(path, self.vectors)
+        with open(path, "wb") as fh:  # np.save given a name would append ".npy" to it
+            np.save(fh, np.ascontiguousarray(self.vectors, dtype=np.float32))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return exact_search(self.vectors, queries, k)
@@ -506,31 +516,40 @@ class IndexWriter:
     ) -> Manifest:
         """Write every file of the generation into the temporary folder."""
         assert len(chunks) == len(vectors) == dense.size, "chunks, vectors and index disagree"
-        try:
-            self._write_db(documents, chunks)
-            with open(self._tmp / VECTORS, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
-            dense.save(self._tmp / DENSE)
-            keyword.save(self._tmp / KEYWORD)
-            files = {
-                p.relative_to(self._tmp).as_posix(): p.stat().st_size
-                for p in sorted(self._tmp.rglob("*"))
-                if p.is_file()
-            }
-            self._manifest = Manifest(
-                schema_version=SCHEMA_VERSION,
-                generation=self.generation,
-                built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                files=files,
-                versions=library_versions(),
-                **manifest,
-            )
-            (self._tmp / MANIFEST).write_text(self._manifest.to_json(), encoding="utf-8")
-        except (OSError, sqlite3.Error) as exc:
-            raise IndexWriteError(
-                f"writing the new index failed ({exc}); the previous index is unchanged"
-            ) from exc
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (CHUNKS_DB, lambda: self._write_db(documents, chunks)),
+            (VECTORS, lambda: NumpyStore(vectors).save(self._tmp / VECTORS)),
+            (DENSE, lambda: dense.save(self._tmp / DENSE)),
+            (KEYWORD, lambda: keyword.save(self._tmp / KEYWORD)),
+            (MANIFEST, lambda: self._write_manifest(manifest)),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except (OSError, sqlite3.Error, RuntimeError) as exc:  # FAISS raises RuntimeError
+                raise IndexWriteError(
+                    f"writing {name} of the new index failed ({_first_line(exc)}); check free "
+                    f"space and permissions in {self.index_dir}; the previous index is unchanged"
+                ) from exc
+        assert self._manifest is not None
         return self._manifest
+
+    def _write_manifest(self, fields: dict[str, Any]) -> None:
+        files = {
+            p.relative_to(self._tmp).as_posix(): p.stat().st_size
+            for p in sorted(self._tmp.rglob("*"))
+            if p.is_file()
+        }
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            generation=self.generation,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            files=files,
+            versions=library_versions(),
+            **fields,
+        )
+        (self._tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        self._manifest = manifest
 
     def _write_db(self, documents: Sequence[StoredDocument], chunks: Sequence[Chunk]) -> None:
         db = sqlite3.connect(self._tmp / CHUNKS_DB)
@@ -567,6 +586,7 @@ class IndexWriter:
         if self._manifest is None:
             raise RuntimeError("commit() called before write()")
         final = self.index_dir / self.generation
+        served = _served_generation(self.index_dir)
         try:
             _fsync_tree(self._tmp)
             self._tmp.rename(final)
@@ -579,7 +599,7 @@ class IndexWriter:
             raise IndexWriteError(
                 f"publishing the new index failed ({exc}); the previous index is unchanged"
             ) from exc
-        _prune_generations(self.index_dir, keep=self.generation)
+        _prune_generations(self.index_dir, keep={self.generation, served})
         return self._manifest
 
 
@@ -606,10 +626,28 @@ def _remove_stale_temporaries(index_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _prune_generations(index_dir: Path, keep: str) -> None:
-    generations = sorted(p for p in index_dir.glob("gen-*") if p.is_dir())
-    for old in [g for g in generations if g.name != keep][: -(GENERATIONS_KEPT - 1) or None]:
-        shutil.rmtree(old, ignore_errors=True)
+def _served_generation(index_dir: Path) -> str | None:
+    try:
+        return (index_dir / CURRENT).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _prune_generations(index_dir: Path, keep: set[str | None]) -> None:
+    """Delete generations other than ``keep`` (the new one and the one served before it).
+
+    A generation that a killed build renamed into place but never published is newer than the
+    served one, so choosing by name alone would keep it and delete what readers still use.
+    """
+    for old in index_dir.glob("gen-*"):
+        if old.is_dir() and old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    """FAISS errors carry a multi-line C++ trace; the first line says what went wrong."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- reading
@@ -662,9 +700,9 @@ class LoadedIndex:
         self.path = generation
         self.manifest = manifest
         self._check_files()
-        self.vectors = self._load_vectors()
-        self._db: sqlite3.Connection | None = None  # opened by the first query that needs it
+        self._db: sqlite3.Connection | None = self._open_db()  # checked now, not at a search
         self._db_lock = threading.Lock()  # one connection, shared by the serving threads
+        self.vectors = self._load_or_repair_vectors(repair)
         self.dense = self._load_or_repair(DENSE, self._load_dense, self._rebuild_dense, repair)
         self.keyword = self._load_or_repair(
             KEYWORD, lambda p: KeywordIndex.load(p), self._rebuild_keyword, repair
@@ -680,12 +718,74 @@ class LoadedIndex:
     def _check_files(self) -> None:
         for name, size in self.manifest.files.items():
             path = self.path / name
-            if name.startswith((DENSE, KEYWORD)):
-                continue  # derived files: rebuilt below when missing or damaged
+            if name.startswith((DENSE, KEYWORD, VECTORS)):
+                continue  # checked, and repaired where possible, as each is loaded
             if not path.is_file() or path.stat().st_size != size:
                 raise IndexCorruptError(
                     f"{path} is missing or truncated; rebuild with `nexus build --full`"
                 )
+
+    def _open_db(self) -> sqlite3.Connection:
+        """Open the chunk store and check it holds what the manifest promises."""
+        path = self.path / CHUNKS_DB
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            counts = db.execute(
+                "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)"
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise IndexCorruptError(
+                f"{path} is damaged ({exc}); rebuild with `nexus build --full`"
+            ) from exc
+        if tuple(counts) != (self.manifest.documents, self.manifest.chunks):
+            db.close()
+            raise IndexCorruptError(
+                f"{path} holds {counts[0]} documents and {counts[1]} chunks, the manifest says "
+                f"{self.manifest.documents} and {self.manifest.chunks}; rebuild with "
+                "`nexus build --full`"
+            )
+        return db
+
+    def _load_or_repair_vectors(self, repair: bool) -> np.ndarray:
+        """The vectors file, or its rows recovered from the dense index when it is damaged.
+
+        Flat and HNSW indexes keep an exact copy of every vector, so a lost or truncated
+        ``vectors.npy`` can be written again from them without the model.
+        """
+        path = self.path / VECTORS
+        expected = self.manifest.files.get(VECTORS)
+        try:
+            if expected is not None and path.stat().st_size != expected:
+                raise IndexCorruptError(f"{path} is truncated; rebuild with `nexus build --full`")
+            return self._load_vectors()
+        except (OSError, IndexCorruptError) as exc:
+            problem = exc
+        if repair:
+            with contextlib.suppress(Exception):
+                recovered = self._vectors_from_dense()
+                log.warning("%s is damaged (%s); recovered it from %s", path, problem, DENSE)
+                with contextlib.suppress(OSError):
+                    _save_atomically(NumpyStore(recovered), path)
+                return recovered
+        if isinstance(problem, IndexCorruptError):
+            raise problem
+        raise IndexCorruptError(
+            f"{path} is missing or unreadable ({problem}); rebuild with `nexus build --full`"
+        ) from problem
+
+    def _vectors_from_dense(self) -> np.ndarray:
+        path = self.path / DENSE
+        expected = self.manifest.files.get(DENSE)
+        if not _keeps_exact_vectors(self.manifest.index_type):
+            raise ValueError(f"{self.manifest.index_type} keeps no exact copy of the vectors")
+        if expected is None or path.stat().st_size != expected:
+            raise ValueError(f"{path} is damaged too")
+        index = FaissStore.load(path).index
+        vectors = np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+        if vectors.shape != (self.manifest.chunks, self.manifest.dim):
+            raise ValueError(f"{path} holds vectors of shape {vectors.shape}")
+        return vectors
 
     def _load_vectors(self) -> np.ndarray:
         try:
@@ -737,10 +837,8 @@ class LoadedIndex:
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._db_lock:
-            if self._db is None:
-                self._db = sqlite3.connect(
-                    f"file:{self.path / CHUNKS_DB}?mode=ro", uri=True, check_same_thread=False
-                )
+            if self._db is None:  # closed, then used again
+                self._db = self._open_db()
             return self._db.execute(sql, params).fetchall()
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
@@ -818,6 +916,11 @@ class LoadedIndex:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _keeps_exact_vectors(index_type: str) -> bool:
+    """Whether a FAISS index stores every vector unchanged (compressed codes do not)."""
+    return re.fullmatch(r"Flat|HNSW\d+(,Flat)?", index_type) is not None
 
 
 def _embed_text(headings: Sequence[str], text: str) -> str:

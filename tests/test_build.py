@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import os
+import random
+import resource
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -143,79 +148,256 @@ def test_index_inside_the_corpus_is_not_indexed(corpus: Path, encoder: HashEncod
     assert report.documents == 6
 
 
-def test_unwritable_index_folder_is_a_clear_error_and_the_old_index_survives(
-    corpus: Path, index_dir: Path, encoder: HashEncoder, settings, monkeypatch
+def no_space(*args: object, **kwargs: object) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def faiss_write_failure(*args: object, **kwargs: object) -> None:
+    raise RuntimeError(
+        "Error in void faiss::FileIOWriter::operator()(...) at FileIO.cpp:90: fwrite failed\n"
+        "  (C++ trace)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "failure", "message"),
+    [
+        ("assistant.store.np.save", no_space, "No space left on device"),
+        ("assistant.store.FaissStore.save", faiss_write_failure, r"fwrite failed\)"),
+    ],
+)
+def test_write_errors_are_clear_and_the_old_index_survives(
+    corpus: Path,
+    index_dir: Path,
+    encoder: HashEncoder,
+    settings,
+    monkeypatch,
+    target,
+    failure,
+    message,
 ) -> None:  # type: ignore[no-untyped-def]
     build_index(corpus, index_dir, settings=settings, encoder=encoder)
     before = open_index(index_dir).manifest.generation
-
-    def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("assistant.store.np.save", disk_full)
+    monkeypatch.setattr(target, failure)
     (corpus / "new.md").write_text("# New\n\nfresh text\n")
-    with pytest.raises(
-        IndexWriteError, match=r"No space left on device.*previous index is unchanged"
-    ):
+    with pytest.raises(IndexWriteError, match=message + r".*previous index is unchanged"):
         build_index(corpus, index_dir, settings=settings, encoder=encoder)
     assert open_index(index_dir).manifest.generation == before
     assert not list(index_dir.glob(".tmp-*"))
+
+
+CLI_BUILD = (
+    "import sys, assistant.build as b; from assistant.testing import HashEncoder; "
+    "dim = int(sys.argv.pop()); b.load_encoder = lambda *a, **kw: HashEncoder(dim=dim); "
+    "from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def run_cli_build(
+    corpus: Path, index_dir: Path, *, dim: int = 64, prefix: Sequence[str] = (), preexec=None
+) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def, type-arg]
+    """``nexus build`` in a child process, the way a person runs it, with the fake encoder."""
+    command = [sys.executable, "-c", CLI_BUILD, "build", "--corpus", str(corpus)]
+    return subprocess.run(
+        [*prefix, *command, "--index", str(index_dir), "--quiet", str(dim)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=120,
+        preexec_fn=preexec,
+    )
+
+
+def file_size_limit(limit: int):  # type: ignore[no-untyped-def]
+    """A child process whose files cannot grow past ``limit`` bytes, as on a full disk."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("page_bytes", "dim", "limit", "failure"),
+    [
+        (120_000, 64, 60_000, "chunks.sqlite of the new index failed (disk I/O error"),
+        (100, 4096, 80_000, "vectors.npy of the new index failed ("),  # 4096 floats per chunk
+    ],
+)
+def test_a_full_disk_while_writing_is_a_clear_error_and_the_old_index_survives(
+    corpus: Path,
+    index_dir: Path,
+    encoder: HashEncoder,
+    page_bytes: int,
+    dim: int,
+    limit: int,
+    failure: str,
+) -> None:
+    assert run_cli_build(corpus, index_dir).returncode == 0
+    before = open_index(index_dir).manifest.generation
+    page = "A long page about disk quotas. "
+    (corpus / "big.md").write_text("# Big\n\n" + page * (page_bytes // len(page)))
+    result = run_cli_build(corpus, index_dir, dim=dim, preexec=file_size_limit(limit))
+    err = result.stderr.decode()
+    assert result.returncode == 1, err[-2000:]
+    assert f"Error: writing {failure}" in err
+    assert "the previous index is unchanged" in err and "Traceback" not in err
+    nexus = Assistant.load(index_dir, encoder=encoder)
+    assert nexus.manifest.generation == before
+    assert nexus.search("optimistic locking version column", k=1)[0].source == "guides/locking.md"
+    assert not list(index_dir.glob(".tmp-*"))
+    assert run_cli_build(corpus, index_dir, dim=dim).returncode == 0  # once there is room
+
+
+# Root ignores file modes; dropping the capabilities that let it do so makes them count.
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and not shutil.which("setpriv"), reason="root needs setpriv to obey modes"
+)
+def test_a_read_only_index_folder_is_a_clear_error_and_the_old_index_survives(
+    corpus: Path, index_dir: Path, encoder: HashEncoder
+) -> None:
+    assert run_cli_build(corpus, index_dir).returncode == 0
+    before = open_index(index_dir).manifest.generation
+    (corpus / "new.md").write_text("# New\n\nfresh text\n")
+    index_dir.chmod(0o555)
+    try:
+        result = run_cli_build(corpus, index_dir, prefix=UNPRIVILEGED if os.geteuid() == 0 else ())
+    finally:
+        index_dir.chmod(0o755)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err[-2000:]
+    assert f"Error: cannot write the index in {index_dir}" in err and "Permission denied" in err
+    nexus = Assistant.load(index_dir, encoder=encoder)
+    assert nexus.manifest.generation == before and nexus.search("locking", k=1)
 
 
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
+    import numpy as np
+    import assistant.build as build
     import assistant.store as store
     from assistant import build_index, Settings
     from assistant.testing import HashEncoder
     from assistant.embedding import PROBE_TEXT
 
-    corpus, index, stage = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    corpus, index, target = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     settings = Settings(chunk_tokens=120, chunk_overlap=16, min_chunk_tokens=24)
-
-    def die(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    targets = {
-        "embed": (HashEncoder, "encode"),
-        "write": (store.IndexWriter, "_write_db"),
-        "publish": (store.os, "replace"),
+    # Each build stage, as the function that starts it, and which calls of it count.
+    stages = {
+        "parse": (build, "parse", None),
+        "chunk": (build, "chunk_document", None),
+        "embed": (HashEncoder, "encode", lambda self, texts, **kw: list(texts) != [PROBE_TEXT]),
+        "dense": (store.FaissStore, "build", None),
+        "keyword": (store.KeywordIndex, "build", None),
+        "write": (store.IndexWriter, "_write_db", None),
+        "vectors": (np, "save", None),
+        "fsync": (store, "_fsync_tree", None),
+        "publish": (store.os, "replace", lambda src, dst: Path(dst).name == "CURRENT"),
+        "prune": (store, "_prune_generations", None),
     }
-    owner, name = targets[stage]
-    encoder = HashEncoder()
-    if stage == "embed":
-        original = HashEncoder.encode
-        HashEncoder.encode = lambda self, texts, **kw: (
-            original(self, texts, **kw) if list(texts) == [PROBE_TEXT] else die()
-        )
-    else:
-        setattr(owner, name, die)
-    build_index(corpus, index, settings=settings, encoder=encoder)
+    calls = 0
+    # "stage:NAME" dies when that stage starts; "nth:N" dies at the Nth call of any stage.
+    kind, _, value = target.partition(":")
+
+    def instrument(name, owner, attr, counts):
+        original = getattr(owner, attr)
+
+        def wrapper(*args, **kwargs):
+            global calls
+            if counts is None or counts(*args, **kwargs):
+                calls += 1
+                if (kind == "stage" and value == name) or (kind == "nth" and calls == int(value)):
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+
+        setattr(owner, attr, wrapper)
+
+    for name, (owner, attr, counts) in stages.items():
+        instrument(name, owner, attr, counts)
+    build_index(corpus, index, settings=settings, encoder=HashEncoder())
+    print(calls)
     """
 )
+STAGES = ["parse", "chunk", "embed", "dense", "keyword", "write", "vectors", "fsync", "publish"]
 
 
-@pytest.mark.parametrize("stage", ["embed", "write", "publish"])
-def test_a_build_killed_midway_leaves_the_old_index_answering(
-    corpus: Path, index_dir: Path, encoder: HashEncoder, settings, stage: str
-) -> None:  # type: ignore[no-untyped-def]
-    build_index(corpus, index_dir, settings=settings, encoder=encoder)
-    before = open_index(index_dir).manifest.generation
-    (corpus / "guides" / "extra.md").write_text("# Extra\n\nA brand new page about queues.\n")
+def run_build_killed_at(corpus: Path, index_dir: Path, target: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-c", KILL_SCRIPT, str(corpus), str(index_dir), stage],
+    return subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(corpus), str(index_dir), target],
         env=env,
         capture_output=True,
         timeout=120,
     )
-    assert result.returncode == -9, result.stderr.decode()[-2000:]
+
+
+def assert_old_index_serves_and_next_build_completes(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings: object, before: str
+) -> None:
     nexus = Assistant.load(index_dir, encoder=encoder)
     assert nexus.manifest.generation == before
     assert nexus.search("optimistic locking version column", k=1)[0].source == "guides/locking.md"
-    report = build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert nexus.search("brand new page about queues", k=1)[0].source != "guides/extra.md"
+    report = build_index(corpus, index_dir, settings=settings, encoder=encoder)  # type: ignore[arg-type]
     assert report.documents == 7 and not list(index_dir.glob(".tmp-*"))
+    assert sorted(p.name for p in index_dir.glob("gen-*")) == [before, report.generation]
+    assert nexus.reload_if_changed()
+    assert nexus.search("brand new page about queues", k=1)[0].source == "guides/extra.md"
+
+
+@pytest.fixture
+def served(corpus: Path, index_dir: Path, encoder: HashEncoder, settings) -> str:  # type: ignore[no-untyped-def]
+    """An index is built and served; then the corpus gains a page the next build will add."""
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    (corpus / "guides" / "extra.md").write_text("# Extra\n\nA brand new page about queues.\n")
+    return open_index(index_dir).manifest.generation
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_build_killed_at_any_stage_leaves_the_old_index_answering(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings, served: str, stage: str
+) -> None:  # type: ignore[no-untyped-def]
+    result = run_build_killed_at(corpus, index_dir, f"stage:{stage}")
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    assert_old_index_serves_and_next_build_completes(corpus, index_dir, encoder, settings, served)
+
+
+def test_a_build_killed_after_publishing_serves_the_new_index(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, served: str
+) -> None:
+    result = run_build_killed_at(corpus, index_dir, "stage:prune")
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    nexus = Assistant.load(index_dir, encoder=encoder)
+    assert nexus.manifest.generation != served and nexus.manifest.documents == 7
+    assert nexus.search("brand new page about queues", k=1)[0].source == "guides/extra.md"
+
+
+def build_calls(corpus: Path, index_dir: Path) -> int:
+    """How many stage starts the next build counts, from a run on a copy that is not killed."""
+    scratch = index_dir.parent / "count-index"
+    shutil.copytree(index_dir, scratch)
+    result = run_build_killed_at(corpus, scratch, "nth:0")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    shutil.rmtree(scratch)
+    return int(result.stdout.split()[-1])
+
+
+@pytest.mark.parametrize(
+    "seed", [0, 1, 2, *(pytest.param(s, marks=pytest.mark.slow) for s in range(3, 40))]
+)
+def test_a_build_killed_at_a_random_point_never_breaks_the_index(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings, served: str, seed: int
+) -> None:  # type: ignore[no-untyped-def]
+    total = build_calls(corpus, index_dir)
+    point = random.Random(seed).randint(1, total - 1)  # the last call, pruning, is after publishing
+    result = run_build_killed_at(corpus, index_dir, f"nth:{point}")
+    assert result.returncode == -9, f"point {point} of {total}: {result.stderr.decode()[-2000:]}"
+    assert_old_index_serves_and_next_build_completes(corpus, index_dir, encoder, settings, served)
 
 
 def test_corpus_changes_since_the_build(

@@ -112,13 +112,3 @@ def test_reload_switches_to_a_newer_build(
     assert nexus.search("celery workers consume", k=1)[0].source != "queues.md"
     assert nexus.reload_if_changed() is True
     assert nexus.search("celery workers consume", k=1)[0].source == "queues.md"
-
-
-def test_concurrent_searches_match_sequential_ones(nexus: Assistant) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    queries = ["cache aside", "version column", "preflight", "fixtures", "layers", "logging"] * 5
-    expected = [[h.chunk_id for h in nexus.search(q, k=3)] for q in queries]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        got = list(pool.map(lambda q: [h.chunk_id for h in nexus.search(q, k=3)], queries))
-    assert got == expected

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from assistant import IndexCorruptError, IndexNotFoundError, build_index
+from assistant import (
+    Assistant,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    build_index,
+)
 from assistant.store import (
     HNSW_EF_SEARCH,
     IVF_NPROBE,
@@ -170,11 +177,121 @@ def test_deleted_keyword_index_is_rebuilt(built: Path) -> None:
     assert index.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
 
 
-def test_truncated_vectors_are_a_clear_error(built: Path) -> None:
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garble-header"])
+def test_damaged_vectors_are_recovered_from_the_dense_index(
+    built: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     vectors = generation(built) / "vectors.npy"
-    vectors.write_bytes(vectors.read_bytes()[:-64])
-    with pytest.raises(IndexCorruptError, match="truncated; rebuild with `nexus build --full`"):
+    original = np.load(vectors)
+    if damage == "truncate":
+        vectors.write_bytes(vectors.read_bytes()[:-64])
+    elif damage == "delete":
+        vectors.unlink()
+    else:
+        vectors.write_bytes(b"garbage!" + vectors.read_bytes()[8:])
+    index = open_index(built)
+    np.testing.assert_array_equal(np.asarray(index.vectors), original)
+    assert "recovered it from dense.faiss" in caplog.text
+    np.testing.assert_array_equal(np.load(vectors), original)  # repaired on disk too
+    ids, _ = index.keyword.search("optimistic locking version", 1)
+    assert index.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
+
+
+def test_vectors_and_dense_index_both_lost_is_a_clear_error(built: Path) -> None:
+    (generation(built) / "vectors.npy").unlink()
+    dense = generation(built) / "dense.faiss"
+    dense.write_bytes(dense.read_bytes()[:100])
+    with pytest.raises(IndexCorruptError, match=r"vectors.npy is missing or unreadable.*--full"):
         open_index(built)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "empty-table"])
+def test_damaged_chunk_store_is_a_clear_error_at_load(built: Path, damage: str) -> None:
+    import sqlite3
+
+    db = generation(built) / "chunks.sqlite"
+    size = db.stat().st_size
+    if damage == "garbage":  # same size, so only reading it can tell
+        db.write_bytes(np.random.default_rng(0).bytes(size))
+        message = "chunks.sqlite is damaged"
+    elif damage == "truncate":
+        db.write_bytes(db.read_bytes()[: size // 2])
+        message = "chunks.sqlite is missing or truncated"
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM chunks")
+        conn.close()
+        db.write_bytes(db.read_bytes().ljust(size, b"\0")[:size])
+        message = r"holds 6 documents and 0 chunks, the manifest says 6 and \d+"
+    with pytest.raises(IndexCorruptError, match=message):
+        open_index(built)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "message"),
+    [
+        ({"schema_version": 99}, IndexMismatchError, "format version 99 is not the supported"),
+        ({"schema_version": None}, IndexMismatchError, "format version None"),
+        ({"encoder": None, "chunks": "many"}, IndexCorruptError, "manifest.json is unreadable"),
+        ("not json {", IndexCorruptError, "manifest.json is unreadable"),
+        ({"chunks": 3}, IndexCorruptError, "the manifest says 6 and 3"),
+    ],
+)
+def test_a_foreign_or_damaged_manifest_is_refused_at_load(
+    built: Path, edit: object, error: type[Exception], message: str
+) -> None:
+    path = generation(built) / "manifest.json"
+    if isinstance(edit, dict):
+        path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    else:
+        path.write_text(str(edit))
+    with pytest.raises(error, match=message):
+        open_index(built)
+
+
+@pytest.mark.parametrize(
+    ("encoder_fields", "error", "message"),
+    [
+        ({"name": "all-mpnet-base-v2"}, IndexMismatchError, "built with 'all-mpnet-base-v2'"),
+        (
+            {"name": "all-mpnet-base-v2", "dim": 768},
+            IndexCorruptError,
+            "manifest says \\(\\d+, 768",
+        ),
+    ],
+)
+def test_manifest_of_another_model_is_refused_and_the_next_build_repairs_it(
+    built: Path,
+    corpus: Path,
+    encoder: HashEncoder,
+    encoder_fields: dict,  # type: ignore[type-arg]
+    error: type[Exception],
+    message: str,
+) -> None:
+    path = generation(built) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["encoder"] = {**manifest["encoder"], **encoder_fields}
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(error, match=message):
+        Assistant.load(built, encoder=encoder)
+    report = build_index(corpus, built, encoder=encoder)
+    assert report.full and report.reused == 0
+    assert Assistant.load(built, encoder=encoder).search("optimistic locking", k=1)
+
+
+@pytest.mark.parametrize("file", ["chunks.sqlite", "manifest.json", "vectors.npy"])
+def test_the_next_build_over_a_broken_index_completes(
+    built: Path, corpus: Path, encoder: HashEncoder, file: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = generation(built) / file
+    target.write_bytes(b"\x00" * 10)
+    if file == "vectors.npy":
+        (generation(built) / "dense.faiss").unlink()  # nothing left to recover vectors from
+    report = build_index(corpus, built, encoder=encoder)
+    assert report.full and report.documents == 6
+    assert "previous index not reusable" in caplog.text
+    hits = Assistant.load(built, encoder=encoder).search("optimistic locking version", k=1)
+    assert hits[0].source == "guides/locking.md"
 
 
 def test_missing_manifest_and_dangling_pointer_are_clear_errors(built: Path) -> None:

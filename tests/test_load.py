@@ -1,0 +1,138 @@
+"""The served app under concurrent load, and while builds publish new index generations.
+
+The server runs on 127.0.0.1 on a free port and is stopped after each module; every load
+loop is bounded both in requests and in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant import build_index
+from assistant.server import create_app
+from assistant.testing import HashEncoder
+from benchmarks.load import main, percentile, run_load
+from tests.webapp import make_index, serving
+
+QUESTIONS = [
+    "When are stale cache entries removed?",
+    "How does optimistic locking detect a conflict?",
+    "What does a CORS preflight request check?",
+    "How do pytest fixtures share setup?",
+    "Why use multi-stage Docker builds?",
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("load")
+    encoder = HashEncoder()
+    settings, nexus = make_index(root, encoder, hostile=False)
+    app = create_app(settings, nexus=nexus)
+    app.state.service._reload_every = 0.2  # pick up new builds quickly in these tests
+    with serving(app) as url:
+        yield {"url": url, "settings": settings, "encoder": encoder}
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile([], 50) is None
+
+
+def test_a_short_load_of_search_and_ask_has_no_errors(site: dict[str, Any]) -> None:
+    started = time.monotonic()
+    result = asyncio.run(
+        run_load(site["url"], clients=8, duration=3, questions=QUESTIONS, max_requests=200)
+    )
+    assert time.monotonic() - started < 3 + 30 + 5
+    assert result["total"]["errors"] == 0, result["total"]["error_samples"]
+    for endpoint in ("search", "ask"):
+        assert result[endpoint]["requests"] >= 4, result  # each client makes one at least
+        assert (
+            result[endpoint]["p50_ms"] <= result[endpoint]["p95_ms"] <= result[endpoint]["p99_ms"]
+        )
+
+
+def test_failed_requests_are_counted_not_hidden(site: dict[str, Any]) -> None:
+    # An empty question is refused by both endpoints; each refusal is an error of the load.
+    result = asyncio.run(
+        run_load(site["url"], clients=2, duration=20, questions=["\x00"], max_requests=3)
+    )
+    assert result["total"]["errors"] == result["total"]["requests"] == 6
+    assert any("400" in s for s in result["search"]["error_samples"])
+    assert any("error" in s.lower() for s in result["ask"]["error_samples"])
+
+
+def test_the_command_line_writes_json_and_fails_on_errors(
+    site: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "load.json"
+    args = ["--url", site["url"], "--clients", "2", "--duration", "1", "--json", str(out)]
+    assert main(args) == 0
+    assert "total" in capsys.readouterr().out
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["clients"] == 2 and result["total"]["errors"] == 0
+    assert result["command"].startswith("benchmarks/load.py --url")
+
+
+def test_rebuilding_while_the_server_is_loaded_fails_no_request_and_switches(
+    site: dict[str, Any],
+) -> None:
+    settings, encoder = site["settings"], site["encoder"]
+    page = settings.corpus_dir / "guides" / "teleport.md"
+    question = "quantum teleportation protocol"
+    outcome: dict[str, Any] = {}
+
+    def load() -> None:
+        outcome["result"] = asyncio.run(
+            run_load(site["url"], clients=6, duration=6, questions=[question, *QUESTIONS])
+        )
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        time.sleep(1)
+        for n in range(3):
+            page.write_text(f"# Teleport\n\nThe quantum teleportation protocol, take {n}.\n")
+            build_index(settings.corpus_dir, settings.index_dir, settings=settings, encoder=encoder)
+            time.sleep(0.5)
+    finally:
+        loader.join(timeout=60)
+    result = outcome["result"]
+    assert result["total"]["errors"] == 0, result["total"]["error_samples"]
+    assert result["total"]["requests"] >= 12
+
+    import httpx
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the service checks for new builds every 0.2 s
+        hits = httpx.get(f"{site['url']}/api/search", params={"q": question}).json()["hits"]
+        if hits[0]["source"] == "guides/teleport.md":
+            break
+        time.sleep(0.2)
+    assert hits[0]["source"] == "guides/teleport.md" and "take 2" in hits[0]["text"]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_app_py_served_in_a_child_process_holds_a_short_load(
+    corpus: Path, index_dir: Path, real_encoder: object
+) -> None:
+    from benchmarks.load import served_index
+
+    build_index(corpus, index_dir, encoder=real_encoder)  # type: ignore[arg-type]
+    with served_index(index_dir) as url:
+        result = asyncio.run(run_load(url, clients=4, duration=5, questions=QUESTIONS))
+    assert result["total"]["errors"] == 0, result["total"]["error_samples"]
+    assert result["search"]["requests"] > 4 and result["ask"]["requests"] > 4
