@@ -46,6 +46,7 @@ __all__ = [
     "AUTH_PASSWORD_ENV",
     "AUTH_USER_ENV",
     "BasicAuthMiddleware",
+    "PathLengthMiddleware",
     "auth_from_env",
     "create_app",
     "prepare_index",
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 AUTH_USER_ENV = "NEXUS_AUTH_USER"
 AUTH_PASSWORD_ENV = "NEXUS_AUTH_PASSWORD"
 MAX_K = 50
+MAX_PATH_CHARS = 1024  # well above any path the app serves, below file-name limits
 
 # The document view shows untrusted text: forbid every script, plugin, frame and remote load.
 _DOCUMENT_CSP = (
@@ -124,6 +126,38 @@ class BasicAuthMiddleware:
                 "status": 401,
                 "headers": [
                     (b"www-authenticate", f'Basic realm="{self._realm}"'.encode()),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class PathLengthMiddleware:
+    """ASGI middleware answering 414 to request paths longer than any route Nexus serves.
+
+    Some of Gradio's file routes turn an over-long file name into a server error (the file
+    system refuses the name); refusing such paths up front keeps every answer a client error.
+    """
+
+    def __init__(self, app: Any, max_chars: int = MAX_PATH_CHARS) -> None:
+        self.app = app
+        self._max_chars = max_chars
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or len(scope.get("raw_path") or scope.get("path", "")) <= self._max_chars
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = b"The request path is too long.\n"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 414,
+                "headers": [
                     (b"content-type", b"text/plain; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
                 ],
@@ -290,7 +324,8 @@ def create_app(
     app = cast(
         FastAPI, gr.mount_gradio_app(app, blocks, path="/", css=UI_CSS, footer_links=["api"])
     )
-    if auth is not None:
+    app.add_middleware(PathLengthMiddleware)
+    if auth is not None:  # outermost: nothing answers before the login is checked
         app.add_middleware(BasicAuthMiddleware, username=auth[0], password=auth[1])
     return app
 

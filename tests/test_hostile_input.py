@@ -175,7 +175,7 @@ def test_a_100_kb_query_is_trimmed_to_the_limit_and_answered(nexus: Assistant) -
 
 @pytest.fixture
 def cli_index(nexus: Assistant, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("assistant.retrieval.load_encoder", lambda settings, name, **kw: HashEncoder())
+    monkeypatch.setattr("assistant.retrieval.load_encoder", lambda *_, **__: HashEncoder())
     return nexus.index.path.parent
 
 

@@ -271,11 +271,6 @@ def test_no_route_with_a_path_parameter_serves_files_outside_the_index(
     assert answered > len(routes) * len(payloads) // 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Gradio 6.31 answers an over-long file name under /static, /assets and /svelte "
-    "with 500 (ENAMETOOLONG is not caught); a URL length limit in front of it would fix it",
-)
 def test_over_long_paths_get_a_client_error(served: str) -> None:
     for route in ("/static/", "/assets/", "/svelte/"):
         status, _ = fetch(served + route + "x" * 5_000)
