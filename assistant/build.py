@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .chunking import Chunk, chunk_document
 from .config import Settings
-from .corpus import SkipFile, discover, parse, read_file
+from .corpus import Document, SkipFile, discover, parse, read_file
 from .embedding import (
     SAME_ENCODER_COSINE,
     Encoder,
@@ -127,44 +129,67 @@ class _Collected:
         log.warning("skipped %s: %s", source, reason)
 
 
+@dataclass(frozen=True)
+class _Incoming:
+    """A document about to be collected: parsed only if it cannot be reused."""
+
+    source: str
+    sha256: str
+    parse: Callable[[], Document]
+
+
+def _read_files(
+    corpus_dir: Path, paths: list[Path], max_bytes: int, out: _Collected
+) -> Iterator[_Incoming]:
+    for path in paths:
+        try:
+            raw = read_file(corpus_dir, path, max_bytes=max_bytes)
+        except SkipFile as exc:
+            out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
+            continue
+        yield _Incoming(raw.source, raw.sha256, partial(parse, raw))
+
+
+def _as_is(doc: Document) -> Document:
+    return doc
+
+
+def _given(documents: Iterable[Document]) -> Iterator[_Incoming]:
+    for doc in documents:
+        yield _Incoming(doc.source, doc.sha256, partial(_as_is, doc))
+
+
 def _collect(
-    corpus_dir: Path,
-    paths: list[Path],
+    incoming: Iterable[_Incoming],
+    out: _Collected,
     *,
-    settings: Settings,
     encoder: Encoder,
     chunking: dict[str, int],
     previous: LoadedIndex | None,
     seconds: dict[str, float],
     progress: bool,
-) -> _Collected:
-    """Read every file; reuse unchanged documents whole, parse and chunk the others."""
-    out = _Collected()
+    total: int | None,
+) -> None:
+    """Reuse unchanged documents whole; parse and chunk the others."""
     reusable_docs = {d.source: d for d in previous.documents()} if previous else {}
     reusable_rows = previous.chunk_rows_by_source() if previous else {}
     vector_of_key = previous.ids_by_key() if previous else {}
     same_chunking = previous is not None and previous.manifest.chunking == chunking
-    seconds["load"] = seconds["chunk"] = 0.0
-    for path in tqdm(paths, desc="Reading", unit="file", disable=not progress):
-        tick = time.perf_counter()
-        try:
-            raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
-        except SkipFile as exc:
-            out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
-            continue
-        old = reusable_docs.get(raw.source)
-        if previous is not None and same_chunking and old is not None and old.sha256 == raw.sha256:
-            rows = reusable_rows.get(raw.source, [])
+    seconds["chunk"] = 0.0
+    tick = time.perf_counter()
+    for item in tqdm(incoming, desc="Reading", unit="doc", total=total, disable=not progress):
+        old = reusable_docs.get(item.source)
+        if previous is not None and same_chunking and old is not None and old.sha256 == item.sha256:
+            rows = reusable_rows.get(item.source, [])
             reused = previous.chunks(rows)
             out.documents.append(old)
             out.chunks.extend(reused[r] for r in rows)
             out.reuse.extend(rows)
-            seconds["load"] += time.perf_counter() - tick
             continue
         try:
-            doc = parse(raw)
+            doc = item.parse()
         except SkipFile as exc:
-            out.skip(raw.source, str(exc))
+            out.skip(item.source, str(exc))
             continue
         for message in doc.warnings:
             out.warnings.append((doc.source, message))
@@ -173,7 +198,6 @@ def _collect(
             StoredDocument(doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text)
         )
         tick2 = time.perf_counter()
-        seconds["load"] += tick2 - tick
         new_chunks = chunk_document(
             doc,
             encoder.count_tokens,
@@ -184,7 +208,7 @@ def _collect(
         seconds["chunk"] += time.perf_counter() - tick2
         out.chunks.extend(new_chunks)
         out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
-    return out
+    seconds["load"] = time.perf_counter() - tick - seconds["chunk"]
 
 
 def _vectors(
@@ -198,8 +222,12 @@ def _vectors(
         assert previous is not None, "vectors reused without a previous index"
         vectors[[i for i, _ in old]] = previous.vectors[[ref for _, ref in old]]
     if to_embed:
+        # Identical passages (boilerplate, copied documents) are embedded once and share it.
         texts = [collected.chunks[i].embed_text for i in to_embed]
-        vectors[to_embed] = encoder.encode(texts, kind="document", progress=progress)
+        distinct = list(dict.fromkeys(texts))
+        row_of = {text: row for row, text in enumerate(distinct)}
+        embedded = encoder.encode(distinct, kind="document", progress=progress)
+        vectors[to_embed] = embedded[[row_of[text] for text in texts]]
     return vectors, len(to_embed)
 
 
@@ -211,6 +239,7 @@ def build_index(
     encoder: Encoder | None = None,
     full: bool = False,
     progress: bool = False,
+    documents: Iterable[Document] | None = None,
 ) -> BuildReport:
     """Index every supported document under ``corpus_dir`` into ``index_dir``.
 
@@ -222,6 +251,9 @@ def build_index(
             ``settings.model`` names.
         full: Re-embed everything instead of reusing unchanged chunks.
         progress: Show progress bars on stderr.
+        documents: Documents parsed elsewhere (for example a BEIR corpus read by
+            :func:`assistant.beir.read_beir_documents`) to index instead of the files of
+            ``corpus_dir``, which is then only recorded as where they came from.
 
     Returns:
         Counts and per-stage timings of the build.
@@ -237,7 +269,7 @@ def build_index(
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
-    paths = discover(corpus_dir, exclude=[index_dir])
+    paths = discover(corpus_dir, exclude=[index_dir]) if documents is None else []
     seconds["scan"] = time.perf_counter() - tick
     tick = time.perf_counter()
     encoder = encoder or load_encoder(settings)
@@ -245,16 +277,21 @@ def build_index(
     probe = probe_vector(encoder)
     chunking = _chunking_params(settings, encoder)
     previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
+    collected = _Collected()
+    if documents is None:
+        incoming = _read_files(corpus_dir, paths, settings.max_file_bytes, collected)
+    else:
+        incoming = _given(documents)
     try:
-        collected = _collect(
-            corpus_dir,
-            paths,
-            settings=settings,
+        _collect(
+            incoming,
+            collected,
             encoder=encoder,
             chunking=chunking,
             previous=previous,
             seconds=seconds,
             progress=progress,
+            total=len(paths) if documents is None else None,
         )
         if not collected.chunks:
             raise EmptyCorpusError(

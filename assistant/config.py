@@ -17,10 +17,20 @@ from typing import Any, Literal, get_args
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_MODEL", "ENV_PREFIX", "SEARCH_MODES", "SearchMode", "Settings"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ENV_PREFIX",
+    "FUSION_METHODS",
+    "SEARCH_MODES",
+    "FusionMethod",
+    "SearchMode",
+    "Settings",
+]
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
+FusionMethod = Literal["zscore", "minmax", "rrf"]
+FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ENV_PREFIX = "NEXUS_"
 
