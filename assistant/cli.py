@@ -322,12 +322,17 @@ def evaluate(
 
 def _search_settings(settings: Settings) -> dict[str, Any]:
     """The settings that decide a ranking, recorded with every result."""
-    names = ("model", "chunk_tokens", "chunk_overlap", "min_chunk_tokens", "candidates")
-    return {name: getattr(settings, name) for name in names} | {
-        name: value
-        for name, value in asdict(settings).items()
-        if name.startswith("fusion") or name.startswith("rrf")
-    }
+    names = (
+        "model",
+        "chunk_tokens",
+        "chunk_overlap",
+        "min_chunk_tokens",
+        "candidates",
+        "fusion",
+        "keyword_weight",
+        "rrf_k",
+    )
+    return {name: getattr(settings, name) for name in names}
 
 
 def _show_questions(row: dict[str, Any], as_json: bool) -> None:

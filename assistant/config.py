@@ -60,6 +60,12 @@ class Settings:
         mode: Default search mode: ``hybrid`` (dense + BM25, fused), ``semantic`` or ``keyword``.
         top_k: Default number of hits.
         candidates: Hits taken from each retriever before fusion.
+        fusion: How hybrid mode merges the dense and keyword lists: ``zscore`` (default) or
+            ``minmax`` add each retriever's normalized scores, ``rrf`` adds reciprocal ranks.
+            Scores carry how sure each retriever is, which ranks alone throw away; see
+            ``benchmarks/RESULTS.md`` for the measurements behind the default.
+        keyword_weight: Share of the keyword (BM25) retriever in score fusion, in [0, 1]; the
+            dense retriever gets the rest. Also the keyword list's weight in ``rrf``.
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
@@ -81,6 +87,8 @@ class Settings:
     mode: SearchMode = "hybrid"
     top_k: int = 5
     candidates: int = 100
+    fusion: FusionMethod = "zscore"
+    keyword_weight: float = 0.4
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
@@ -99,6 +107,12 @@ class Settings:
             raise ConfigError(f"chunk_tokens must be at least 32, got {self.chunk_tokens}")
         if self.mode not in SEARCH_MODES:
             raise ConfigError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
+        if self.fusion not in FUSION_METHODS:
+            raise ConfigError(
+                f"fusion must be one of {', '.join(FUSION_METHODS)}, got {self.fusion!r}"
+            )
+        if not 0 <= self.keyword_weight <= 1:
+            raise ConfigError(f"keyword_weight must be in [0, 1], got {self.keyword_weight}")
         if not 0 < self.dedupe_threshold <= 1:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
         if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:

@@ -151,8 +151,17 @@ def score_fusion(
 
 def fuse(found: Candidates, settings: Settings) -> list[tuple[int, float]]:
     """Hybrid ranking of the candidates of both retrievers, best first."""
-    return reciprocal_rank_fusion(
-        [found.dense_ids.tolist(), found.keyword_ids.tolist()], k=settings.rrf_k
+    weight = settings.keyword_weight
+    if settings.fusion == "rrf":
+        return reciprocal_rank_fusion(
+            [found.dense_ids.tolist(), found.keyword_ids.tolist()],
+            k=settings.rrf_k,
+            weights=[1.0 - weight, weight],
+        )
+    return score_fusion(
+        [(found.dense_ids, found.dense_scores), (found.keyword_ids, found.keyword_scores)],
+        [1.0 - weight, weight],
+        settings.fusion,
     )
 
 

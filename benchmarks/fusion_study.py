@@ -69,8 +69,25 @@ def variants(settings: Settings) -> dict[str, Fusion]:
         for wk in (0.5, 1.0):
             table[f"rrf k={k} wk={wk}"] = rrf(k, wk)
     for method in ("minmax", "zscore"):
-        for wk in (0.2, 0.3, 0.4, 0.5):
+        for wk in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
             table[f"{method} wk={wk}"] = convex(method, wk)
+
+    def agreement(method: str, low: float, high: float, top: int = 10) -> Fusion:
+        """Keyword weight grows with how many of the top chunks both retrievers share."""
+
+        def run(c: Candidates) -> list[tuple[int, float]]:
+            shared = len(set(c.dense_ids[:top].tolist()) & set(c.keyword_ids[:top].tolist()))
+            wk = low + (high - low) * shared / top
+            return score_fusion(
+                [(c.dense_ids, c.dense_scores), (c.keyword_ids, c.keyword_scores)],
+                [1.0 - wk, wk],
+                method,
+            )
+
+        return run
+
+    for low, high in ((0.1, 0.5), (0.2, 0.6), (0.2, 0.5), (0.3, 0.6), (0.0, 0.6)):
+        table[f"agree zscore {low}-{high}"] = agreement("zscore", low, high)
     return table
 
 
