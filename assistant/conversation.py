@@ -55,7 +55,7 @@ _FUNCTION_WORDS = frozenset(
     them their this that these those there here what which who whom when where why how
     whether not no just very too also only any some all each both either more most much
     many same other such one ones vs versus via up out again still even really actually
-    need want get make use way thing things""".split()
+    need want get make use way thing things""".split()  # noqa: SIM905 - a word list reads best as text
 )
 
 # A message with at most this many subject words rarely names its topic ("timeouts?").

@@ -25,7 +25,16 @@ from .embedding import (
 from .errors import IndexMismatchError, QueryError
 from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
 
-__all__ = ["Assistant", "Hit", "clean_query", "reciprocal_rank_fusion"]
+__all__ = [
+    "Assistant",
+    "Candidates",
+    "Hit",
+    "clean_query",
+    "fuse",
+    "normalize_scores",
+    "reciprocal_rank_fusion",
+    "score_fusion",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +45,7 @@ _WHITESPACE = re.compile(r"\s+")
 class Hit:
     """One retrieved passage and why it ranked where it did.
 
-    ``score`` is the fused score in hybrid mode (reciprocal rank fusion), the cosine similarity
+    ``score`` is the fused score in hybrid mode (see ``Settings.fusion``), the cosine similarity
     in semantic mode and the BM25 score in keyword mode. ``dense_score`` is the cosine between
     query and passage whenever the query was embedded; ``dense_rank`` and ``keyword_rank`` are
     1-based positions in each retriever's own list, ``None`` when it did not return the passage.
