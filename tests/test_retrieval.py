@@ -3,11 +3,10 @@ from __future__ import annotations
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant import Assistant, QueryError, Settings, build_index
-import numpy as np
-
 from assistant.retrieval import clean_query, reciprocal_rank_fusion, score_fusion
 from assistant.testing import HashEncoder
 
