@@ -306,7 +306,7 @@ def build_index(
             previous.close()
 
     tick = time.perf_counter()
-    chunks, documents = collected.chunks, collected.documents
+    chunks, stored = collected.chunks, collected.documents
     index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
     dense = FaissStore.build(vectors, index_type)
     keyword = KeywordIndex.build([c.embed_text for c in chunks])
@@ -314,7 +314,7 @@ def build_index(
 
     tick = time.perf_counter()
     fingerprint = hashlib.sha256(
-        "\n".join(f"{d.source}\t{d.sha256}" for d in documents).encode()
+        "\n".join(f"{d.source}\t{d.sha256}" for d in stored).encode()
     ).hexdigest()
     manifest_fields = {
         "encoder": {
@@ -330,19 +330,19 @@ def build_index(
         "keyword": dict(KeywordIndex.params),
         "corpus_root": str(corpus_dir.resolve()),
         "corpus_fingerprint": fingerprint,
-        "documents": len(documents),
+        "documents": len(stored),
         "chunks": len(chunks),
         "skipped": len(collected.skipped),
     }
     with IndexWriter(index_dir) as writer:
-        writer.write(documents, chunks, vectors, dense, keyword, manifest_fields)
+        writer.write(stored, chunks, vectors, dense, keyword, manifest_fields)
         manifest = writer.commit()
     seconds["write"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     report = BuildReport(
         index_dir=str(index_dir),
         generation=manifest.generation,
-        documents=len(documents),
+        documents=len(stored),
         chunks=len(chunks),
         embedded=embedded,
         reused=len(chunks) - embedded,

@@ -306,9 +306,9 @@ def evaluate(
             nexus = Assistant.load(target, settings=settings)
             for split in splits or ("test",):
                 dataset = load_beir(folder, split)
-                for scores in evaluate_beir(nexus, dataset, modes, progress=not quiet):
-                    beir_scores.append(scores)
-                    row = {**asdict(scores), "build": asdict(built)}
+                for result in evaluate_beir(nexus, dataset, modes, progress=not quiet):
+                    beir_scores.append(result)
+                    row = {**asdict(result), "build": asdict(built)}
                     report["beir"].append(row)
                     _show_beir(row, as_json)
         if plot is not None and beir_scores:

@@ -170,7 +170,8 @@ def _document_metrics(rankings: Sequence[tuple[list[str], Sequence[str]]]) -> di
 def _alone_and_in_context(
     nexus: Assistant, pairs: Sequence[tuple[Question, str]], mode: SearchMode
 ) -> dict[str, Any]:
-    alone, in_context = [], []
+    alone: list[tuple[list[str], Sequence[str]]] = []
+    in_context: list[tuple[list[str], Sequence[str]]] = []
     folded = 0
     for q, previous in pairs:
         query = contextual_query(q.question, [previous])
