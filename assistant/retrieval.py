@@ -262,7 +262,16 @@ class Assistant:
 
         ``mode`` decides which retrievers run; ``allowed`` restricts both to these chunk ids.
         """
-        index = self.index
+        return self._candidates(self.index, text, n, mode, allowed)
+
+    def _candidates(
+        self,
+        index: LoadedIndex,
+        text: str,
+        n: int,
+        mode: SearchMode,
+        allowed: np.ndarray | None,
+    ) -> Candidates:
         empty_ids, empty_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         qvec = self._embed_query(text) if mode != "keyword" else None
         dense_ids, dense_scores = empty_ids, empty_scores
@@ -316,7 +325,7 @@ class Assistant:
             if len(allowed) == 0:
                 return []
         n = max(settings.candidates, 3 * k)
-        found = self.candidates(text, n, mode=mode, allowed=allowed)
+        found = self._candidates(index, text, n, mode, allowed)
         ranked = fuse(found, settings) if mode == "hybrid" else found.ranking(mode)
         qvec = found.query_vector
         dense_ids, keyword_ids = found.dense_ids.tolist(), found.keyword_ids.tolist()

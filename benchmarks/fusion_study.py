@@ -27,7 +27,7 @@ from assistant.beir import load_beir
 from assistant.evaluation import document_run, score_run
 from assistant.retrieval import Candidates, clean_query, fuse, reciprocal_rank_fusion, score_fusion
 
-DATA = Path("/work/shared/benchmarks")
+DATA = Path("../shared/benchmarks")  # the shared BEIR folders beside the repository
 WORK = Path("benchmarks/data")
 DEPTH = 1000
 
