@@ -245,6 +245,12 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a PNG of BEIR nDCG@10 per mode beside the published figures.",
 )
+@click.option(
+    "--whole-documents",
+    is_flag=True,
+    help="Also score MTEB's dense protocol on BEIR sets (each document embedded whole, cut "
+    "by the model; exact inner product), which checks the model against MTEB's figures.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 def evaluate(
@@ -256,6 +262,7 @@ def evaluate(
     modes: tuple[SearchMode, ...],
     out: Path | None,
     plot: Path | None,
+    whole_documents: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -277,6 +284,7 @@ def evaluate(
         evaluate_beir,
         evaluate_conversation,
         evaluate_questions,
+        evaluate_whole_documents,
         load_questions,
         plot_beir,
     )
@@ -306,7 +314,11 @@ def evaluate(
             nexus = Assistant.load(target, settings=settings)
             for split in splits or ("test",):
                 dataset = load_beir(folder, split)
-                for result in evaluate_beir(nexus, dataset, modes, progress=not quiet):
+                results = evaluate_beir(nexus, dataset, modes, progress=not quiet)
+                if whole_documents:
+                    cache = target / "whole-documents.npz"
+                    results.append(evaluate_whole_documents(nexus, dataset, cache))
+                for result in results:
                     beir_scores.append(result)
                     row = {**asdict(result), "build": asdict(built)}
                     report["beir"].append(row)

@@ -11,6 +11,7 @@ distinct document among the hits is one of its relevant documents.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .beir import BeirDataset, read_beir_documents
@@ -40,6 +42,7 @@ __all__ = [
     "evaluate_beir",
     "evaluate_conversation",
     "evaluate_questions",
+    "evaluate_whole_documents",
     "load_questions",
     "plot_beir",
     "score_run",
@@ -332,6 +335,79 @@ def evaluate_beir(
             )
         )
     return results
+
+
+WHOLE_DOCUMENTS = "semantic-whole"  # the mode label of MTEB's dense protocol
+
+
+def whole_document_vectors(
+    nexus: Assistant, folder: str | Path, cache: str | Path
+) -> tuple[list[str], np.ndarray]:
+    """One vector per BEIR document embedded whole as ``title + " " + text``, as MTEB does.
+
+    The model cuts the input at its window. A document that fits one chunk already has that
+    vector in the index (its chunk is the same word pieces), so only longer documents are
+    embedded, once: their vectors are cached in ``cache`` (an ``.npz`` keyed by content hash).
+    """
+    cache = Path(cache)
+    cached: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache) as stored:
+            cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    rows = nexus.index.chunk_rows_by_source()
+    sources: list[str] = []
+    vectors: list[np.ndarray | None] = []
+    missing: dict[str, str] = {}
+    for doc in read_beir_documents(folder):
+        text = (
+            f"{doc.title} {doc.text}".strip() if doc.title and doc.title != doc.text else doc.text
+        )
+        own = rows.get(doc.source, [])
+        key = hashlib.sha256(f"{nexus.encoder.name}\x00{text}".encode()).hexdigest()
+        sources.append(doc.source)
+        if len(own) == 1:
+            vectors.append(np.asarray(nexus.index.vectors[own[0]]))
+        elif key in cached:
+            vectors.append(cached[key])
+        else:
+            vectors.append(None)
+            missing[key] = text
+    if missing:
+        keys = list(missing)
+        fresh = nexus.encoder.encode([missing[k] for k in keys], kind="document", progress=True)
+        cached.update(zip(keys, fresh, strict=True))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, keys=np.array(list(cached)), vectors=np.stack(list(cached.values())))
+        it = iter(fresh)
+        vectors = [v if v is not None else next(it) for v in vectors]
+    return sources, np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
+
+
+def evaluate_whole_documents(
+    nexus: Assistant, dataset: BeirDataset, cache: str | Path, *, depth: int = 100
+) -> BeirScores:
+    """Dense retrieval by MTEB's protocol: whole documents (cut by the model), exact inner
+    product. It checks the packaged weights and pooling against MTEB's published figure,
+    independently of the app's chunking."""
+    sources, matrix = whole_document_vectors(nexus, dataset.folder, cache)
+    started = time.perf_counter()
+    queries = list(dataset.queries)
+    q = nexus.encoder.encode([dataset.queries[i] for i in queries], kind="query")
+    scores = q @ matrix.T
+    run: Run = {}
+    for qid, row in zip(queries, scores, strict=True):
+        top = np.argsort(-row, kind="stable")[:depth]
+        run[qid] = {sources[i]: float(row[i]) for i in top}
+    seconds = time.perf_counter() - started
+    metrics = score_run(run, dataset.qrels)
+    return BeirScores(
+        dataset=dataset.name,
+        split=dataset.split,
+        mode=WHOLE_DOCUMENTS,
+        queries=len(queries),
+        seconds=round(seconds, 2),
+        **{name: round(value, 4) for name, value in metrics.items()},
+    )
 
 
 def build_beir_index(

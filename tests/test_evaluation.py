@@ -17,6 +17,7 @@ from assistant.evaluation import (
     build_beir_index,
     evaluate_beir,
     evaluate_conversation,
+    evaluate_whole_documents,
     load_questions,
     score_run,
     trec_order,
@@ -90,6 +91,23 @@ def test_the_real_pipeline_ranks_the_judged_documents(
     assert 0.0 < results[1].ndcg_at_10 <= 1.0
     again = build_beir_index(BEIR_MINI, tmp_path / "idx", settings=settings, encoder=encoder)
     assert again.embedded == 0 and again.reused == 8
+
+
+def test_whole_documents_embed_only_long_documents_once(tmp_path: Path) -> None:
+    encoder = HashEncoder()
+    short_chunks = Settings(chunk_tokens=32, chunk_overlap=0, min_chunk_tokens=4)
+    build_beir_index(BEIR_MINI, tmp_path / "idx", settings=short_chunks, encoder=encoder)
+    nexus = Assistant.load(tmp_path / "idx", settings=short_chunks, encoder=encoder)
+    rows = nexus.index.chunk_rows_by_source()
+    long = [d for d in read_beir_documents(BEIR_MINI) if len(rows[d.source]) > 1]
+    assert 0 < len(long) < 8  # some documents span chunks, some fit one
+    dataset = load_beir(BEIR_MINI)
+    before = encoder.texts_encoded
+    first = evaluate_whole_documents(nexus, dataset, tmp_path / "whole.npz")
+    assert encoder.texts_encoded - before == len(long) + len(dataset.queries)
+    again = evaluate_whole_documents(nexus, dataset, tmp_path / "whole.npz")
+    assert encoder.texts_encoded - before == len(long) + 2 * len(dataset.queries)  # cached
+    assert first.ndcg_at_10 == again.ndcg_at_10 > 0.5 and first.mode == "semantic-whole"
 
 
 def test_follow_ups_are_scored_alone_and_folded(
