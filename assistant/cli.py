@@ -367,7 +367,7 @@ def _show_beir(row: dict[str, Any], as_json: bool) -> None:
         _echo_json(row)
         return
     click.echo(
-        f"{row['dataset']} {row['split']:<5} {row['mode']:<8} {row['queries']:>5} queries  "
+        f"{row['dataset']} {row['split']:<5} {row['mode']:<14} {row['queries']:>5} queries  "
         f"nDCG@10 {row['ndcg_at_10']:.4f}  R@10 {row['recall_at_10']:.4f}  "
         f"R@100 {row['recall_at_100']:.4f}  MRR@10 {row['mrr_at_10']:.4f}  "
         f"({row['seconds']:.0f}s)"

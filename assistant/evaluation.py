@@ -359,9 +359,7 @@ def whole_document_vectors(
     vectors: list[np.ndarray | None] = []
     missing: dict[str, str] = {}
     for doc in read_beir_documents(folder):
-        text = (
-            f"{doc.title} {doc.text}".strip() if doc.title and doc.title != doc.text else doc.text
-        )
+        text = doc.text if doc.title in ("", doc.text) else f"{doc.title} {doc.text}"
         own = rows.get(doc.source, [])
         key = hashlib.sha256(f"{nexus.encoder.name}\x00{text}".encode()).hexdigest()
         sources.append(doc.source)

@@ -6,6 +6,7 @@ import pytest
 
 from assistant.store import KeywordIndex, split_identifiers
 
+SPLIT = {**KeywordIndex.params, "split_identifiers": True}
 LEGACY = {k: v for k, v in KeywordIndex.params.items() if k != "split_identifiers"}
 
 CODE = [
@@ -35,7 +36,7 @@ def test_identifiers_gain_their_parts_and_keep_the_whole(text: str, expected: st
 
 
 def test_words_of_a_question_find_a_snake_case_or_camel_case_name() -> None:
-    index = KeywordIndex.build(CODE)
+    index = KeywordIndex.build(CODE, SPLIT)
     ids, _ = index.search("sort dict by value", 4)
     assert ids[0] == 0
     ids, _ = index.search("get http response", 4)
@@ -43,7 +44,7 @@ def test_words_of_a_question_find_a_snake_case_or_camel_case_name() -> None:
 
 
 def test_the_exact_identifier_ranks_its_definition_first() -> None:
-    ids, _ = KeywordIndex.build(CODE).search("sort_dict_by_value", 4)
+    ids, _ = KeywordIndex.build(CODE, SPLIT).search("sort_dict_by_value", 4)
     assert ids.tolist()[0] == 0
 
 
@@ -54,3 +55,9 @@ def test_an_index_built_without_splitting_is_searched_as_it_was_built(tmp_path: 
     reopened = KeywordIndex.load(tmp_path / "keyword", LEGACY)
     assert reopened.tokenize("sort_dict_by_value") == ["sort_dict_by_valu"]
     assert reopened.search("getHTTPResponse", 4)[0].tolist() == [1]
+
+
+def test_a_splitting_index_reopens_with_its_own_parameters(tmp_path: Path) -> None:
+    KeywordIndex.build(CODE, SPLIT).save(tmp_path / "keyword")
+    reopened = KeywordIndex.load(tmp_path / "keyword", SPLIT)
+    assert reopened.search("get http response", 4)[0].tolist()[0] == 1
