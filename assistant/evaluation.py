@@ -356,8 +356,8 @@ def whole_document_vectors(
             cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
     rows = nexus.index.chunk_rows_by_source()
     sources: list[str] = []
-    vectors: list[np.ndarray | None] = []
-    missing: dict[str, str] = {}
+    vectors: list[np.ndarray | str] = []  # a vector, or the cache key of one still to embed
+    missing: dict[str, str] = {}  # key -> text; identical documents are embedded once
     for doc in read_beir_documents(folder):
         text = doc.text if doc.title in ("", doc.text) else f"{doc.title} {doc.text}"
         own = rows.get(doc.source, [])
@@ -365,20 +365,19 @@ def whole_document_vectors(
         sources.append(doc.source)
         if len(own) == 1:
             vectors.append(np.asarray(nexus.index.vectors[own[0]]))
-        elif key in cached:
-            vectors.append(cached[key])
         else:
-            vectors.append(None)
-            missing[key] = text
+            vectors.append(key)
+            if key not in cached:
+                missing[key] = text
     if missing:
         keys = list(missing)
         fresh = nexus.encoder.encode([missing[k] for k in keys], kind="document", progress=True)
         cached.update(zip(keys, fresh, strict=True))
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, keys=np.array(list(cached)), vectors=np.stack(list(cached.values())))
-        it = iter(fresh)
-        vectors = [v if v is not None else next(it) for v in vectors]
-    return sources, np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
+    return sources, np.stack(
+        [np.asarray(cached[v] if isinstance(v, str) else v, dtype=np.float32) for v in vectors]
+    )
 
 
 def evaluate_whole_documents(

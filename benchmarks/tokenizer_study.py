@@ -7,8 +7,8 @@ texts, searches every query (1,000 chunks, cached too) and re-fuses with the app
 query the best keyword hit matches (IDF mass of the query's terms found in it). Choose on
 the tuning split, read the test split only to report.
 
-    python benchmarks/tokenizer_study.py --dataset scifact:train:test \\
-        --dataset cosqa:dev:test --json benchmarks/results/tokenizer_study.json
+    python benchmarks/tokenizer_study.py --dataset cosqa:dev:test --dataset scifact:train:test \\
+        --json benchmarks/results/tokenizer_study.json
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,14 +95,19 @@ def test_the_real_pipeline_ranks_the_judged_documents(
 
 
 def test_whole_documents_embed_only_long_documents_once(tmp_path: Path) -> None:
+    folder = tmp_path / "beir"
+    shutil.copytree(BEIR_MINI, folder)
+    lines = (folder / "corpus.jsonl").read_text().splitlines()
+    twin = json.loads(lines[3]) | {"_id": "d4-copy"}  # a long document stored twice
+    (folder / "corpus.jsonl").write_text("\n".join([*lines, json.dumps(twin)]) + "\n")
     encoder = HashEncoder()
     short_chunks = Settings(chunk_tokens=32, chunk_overlap=0, min_chunk_tokens=4)
-    build_beir_index(BEIR_MINI, tmp_path / "idx", settings=short_chunks, encoder=encoder)
+    build_beir_index(folder, tmp_path / "idx", settings=short_chunks, encoder=encoder)
     nexus = Assistant.load(tmp_path / "idx", settings=short_chunks, encoder=encoder)
     rows = nexus.index.chunk_rows_by_source()
-    long = [d for d in read_beir_documents(BEIR_MINI) if len(rows[d.source]) > 1]
+    long = {d.text for d in read_beir_documents(folder) if len(rows[d.source]) > 1}
     assert 0 < len(long) < 8  # some documents span chunks, some fit one
-    dataset = load_beir(BEIR_MINI)
+    dataset = load_beir(folder)
     before = encoder.texts_encoded
     first = evaluate_whole_documents(nexus, dataset, tmp_path / "whole.npz")
     assert encoder.texts_encoded - before == len(long) + len(dataset.queries)
