@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .chunking import Chunk, chunk_document
 from .config import Settings
-from .corpus import SkipFile, discover, parse, read_file
+from .corpus import Document, SkipFile, discover, parse, read_file
 from .embedding import (
     SAME_ENCODER_COSINE,
     Encoder,
@@ -136,19 +137,56 @@ class _Collected:
         log.warning("skipped %s: %s", source, reason)
 
 
-def _collect(
+@dataclass(frozen=True)
+class _Incoming:
+    """A document about to be collected: parsed only if it cannot be reused."""
+
+    source: str
+    sha256: str
+    parse: Callable[[], Document]
+
+
+def _read_files(
     corpus_dir: Path,
     paths: list[Path],
+    max_bytes: int,
+    out: _Collected,
+    seconds: dict[str, float],
+) -> Iterator[_Incoming]:
+    seconds.setdefault("read", 0.0)
+    for path in paths:
+        tick = time.perf_counter()
+        try:
+            raw = read_file(corpus_dir, path, max_bytes=max_bytes)
+        except SkipFile as exc:
+            out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
+            continue
+        finally:
+            seconds["read"] += time.perf_counter() - tick
+        yield _Incoming(raw.source, raw.sha256, partial(parse, raw))
+
+
+def _as_is(doc: Document) -> Document:
+    return doc
+
+
+def _given(documents: Iterable[Document]) -> Iterator[_Incoming]:
+    for doc in documents:
+        yield _Incoming(doc.source, doc.sha256, partial(_as_is, doc))
+
+
+def _collect(
+    incoming: Iterable[_Incoming],
+    out: _Collected,
     *,
-    settings: Settings,
     encoder: Encoder,
     chunking: dict[str, int],
     previous: LoadedIndex | None,
     seconds: dict[str, float],
     progress: bool,
-) -> _Collected:
-    """Read every file; reuse unchanged documents whole, parse and chunk the others."""
-    out = _Collected()
+    total: int | None,
+) -> None:
+    """Reuse unchanged documents whole; parse and chunk the others."""
     for stage in ("read", "parse", "tokenize", "chunk", "reuse"):
         seconds.setdefault(stage, 0.0)
     tick = time.perf_counter()
@@ -164,19 +202,11 @@ def _collect(
         seconds["tokenize"] += time.perf_counter() - tick
         return counts
 
-    for path in tqdm(paths, desc="Reading", unit="file", disable=not progress):
-        tick = time.perf_counter()
-        try:
-            raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
-        except SkipFile as exc:
-            out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
-            continue
-        finally:
-            seconds["read"] += time.perf_counter() - tick
-        old = reusable_docs.get(raw.source)
-        if previous is not None and same_chunking and old is not None and old.sha256 == raw.sha256:
+    for item in tqdm(incoming, desc="Reading", unit="doc", total=total, disable=not progress):
+        old = reusable_docs.get(item.source)
+        if previous is not None and same_chunking and old is not None and old.sha256 == item.sha256:
             tick = time.perf_counter()
-            rows = reusable_rows.get(raw.source, [])
+            rows = reusable_rows.get(item.source, [])
             reused = previous.chunks(rows)
             out.documents.append(old)
             out.chunks.extend(reused[r] for r in rows)
@@ -185,9 +215,9 @@ def _collect(
             continue
         tick = time.perf_counter()
         try:
-            doc = parse(raw)
+            doc = item.parse()
         except SkipFile as exc:
-            out.skip(raw.source, str(exc))
+            out.skip(item.source, str(exc))
             continue
         finally:
             seconds["parse"] += time.perf_counter() - tick
@@ -210,7 +240,6 @@ def _collect(
         seconds["chunk"] += elapsed - (seconds["tokenize"] - tokenizing_before)
         out.chunks.extend(new_chunks)
         out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
-    return out
 
 
 def _vectors(
@@ -224,8 +253,12 @@ def _vectors(
         assert previous is not None, "vectors reused without a previous index"
         vectors[[i for i, _ in old]] = previous.vectors[[ref for _, ref in old]]
     if to_embed:
+        # Identical passages (boilerplate, copied documents) are embedded once and share it.
         texts = [collected.chunks[i].embed_text for i in to_embed]
-        vectors[to_embed] = encoder.encode(texts, kind="document", progress=progress)
+        distinct = list(dict.fromkeys(texts))
+        row_of = {text: row for row, text in enumerate(distinct)}
+        embedded = encoder.encode(distinct, kind="document", progress=progress)
+        vectors[to_embed] = embedded[[row_of[text] for text in texts]]
     return vectors, len(to_embed)
 
 
@@ -237,6 +270,7 @@ def build_index(
     encoder: Encoder | None = None,
     full: bool = False,
     progress: bool = False,
+    documents: Iterable[Document] | None = None,
 ) -> BuildReport:
     """Index every supported document under ``corpus_dir`` into ``index_dir``.
 
@@ -248,6 +282,9 @@ def build_index(
             ``settings.model`` names.
         full: Re-embed everything instead of reusing unchanged chunks.
         progress: Show progress bars on stderr.
+        documents: Documents parsed elsewhere (for example a BEIR corpus read by
+            :func:`assistant.beir.read_beir_documents`) to index instead of the files of
+            ``corpus_dir``, which is then only recorded as where they came from.
 
     Returns:
         Counts and per-stage timings of the build.
@@ -264,7 +301,11 @@ def build_index(
 
     tick = time.perf_counter()
     unreadable: list[tuple[str, str]] = []
-    paths = discover(corpus_dir, exclude=[index_dir], unreadable=unreadable)
+    paths = (
+        discover(corpus_dir, exclude=[index_dir], unreadable=unreadable)
+        if documents is None
+        else []
+    )
     seconds["scan"] = time.perf_counter() - tick
     tick = time.perf_counter()
     encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
@@ -274,16 +315,21 @@ def build_index(
     tick = time.perf_counter()
     previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
     seconds["reuse"] = time.perf_counter() - tick
+    collected = _Collected()
+    if documents is None:
+        incoming = _read_files(corpus_dir, paths, settings.max_file_bytes, collected, seconds)
+    else:
+        incoming = _given(documents)
     try:
-        collected = _collect(
-            corpus_dir,
-            paths,
-            settings=settings,
+        _collect(
+            incoming,
+            collected,
             encoder=encoder,
             chunking=chunking,
             previous=previous,
             seconds=seconds,
             progress=progress,
+            total=len(paths) if documents is None else None,
         )
         for folder, reason in unreadable:
             collected.skip(folder + "/", reason)
@@ -300,7 +346,7 @@ def build_index(
             previous.close()
 
     tick = time.perf_counter()
-    chunks, documents = collected.chunks, collected.documents
+    chunks, stored = collected.chunks, collected.documents
     index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
     index_params = search_params(index_type)
     dense = FaissStore.build(vectors, index_type, index_params)
@@ -311,7 +357,7 @@ def build_index(
 
     tick = time.perf_counter()
     fingerprint = hashlib.sha256(
-        "\n".join(f"{d.source}\t{d.sha256}" for d in documents).encode()
+        "\n".join(f"{d.source}\t{d.sha256}" for d in stored).encode()
     ).hexdigest()
     manifest_fields = {
         "encoder": {
@@ -333,19 +379,19 @@ def build_index(
         "keyword": dict(KeywordIndex.params),
         "corpus_root": str(corpus_dir.resolve()),
         "corpus_fingerprint": fingerprint,
-        "documents": len(documents),
+        "documents": len(stored),
         "chunks": len(chunks),
         "skipped": len(collected.skipped),
     }
     with IndexWriter(index_dir) as writer:
-        writer.write(documents, chunks, vectors, dense, keyword, manifest_fields)
+        writer.write(stored, chunks, vectors, dense, keyword, manifest_fields)
         manifest = writer.commit()
     seconds["write"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     report = BuildReport(
         index_dir=str(index_dir),
         generation=manifest.generation,
-        documents=len(documents),
+        documents=len(stored),
         chunks=len(chunks),
         embedded=embedded,
         reused=len(chunks) - embedded,

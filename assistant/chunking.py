@@ -84,8 +84,8 @@ class _Draft:
 
 
 def _heading_path(doc: Document, headings: tuple[str, ...]) -> tuple[str, ...]:
-    """The section's headings with the document title in front, once."""
-    if headings and headings[0] == doc.title:
+    """The section's headings with the document title in front, once (if it has one)."""
+    if not doc.title or (headings and headings[0] == doc.title):
         return headings
     return (doc.title, *headings)
 

@@ -220,9 +220,25 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
 @cli.command("eval")
 @click.option(
     "--questions",
+    "question_files",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=Path("benchmarks/questions.jsonl"),
-    help="Question set (JSON lines).",
+    multiple=True,
+    help="Question set (JSON lines) to score against --index; repeatable.  "
+    "[default: benchmarks/questions.jsonl unless --beir is given]",
+)
+@click.option(
+    "--beir",
+    "beir_dirs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    multiple=True,
+    help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/); repeatable.",
+)
+@click.option("--split", "splits", multiple=True, help="qrels split(s) to score.  [default: test]")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("benchmarks/data/beir"),
+    help="Where BEIR indexes are built and kept (<work>/<dataset>-index), so reruns reuse them.",
 )
 @_INDEX
 @click.option(
@@ -233,40 +249,144 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     help="Mode(s) to evaluate.  [default: all three]",
 )
 @_BACKEND
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per mode.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write all results as one JSON file.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG of BEIR nDCG@10 per mode beside the published figures.",
+)
+@click.option(
+    "--whole-documents",
+    is_flag=True,
+    help="Also score MTEB's dense protocol on BEIR sets (each document embedded whole, cut "
+    "by the model; exact inner product), which checks the model against MTEB's figures.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 def evaluate(
-    questions: Path,
+    question_files: tuple[Path, ...],
+    beir_dirs: tuple[Path, ...],
+    splits: tuple[str, ...],
+    work: Path,
     index_dir: Path | None,
     modes: tuple[SearchMode, ...],
     backend: str | None,
+    out: Path | None,
+    plot: Path | None,
+    whole_documents: bool,
+    quiet: bool,
     as_json: bool,
 ) -> None:
-    """Score retrieval on a question set: hit@1, hit@3, hit@10 and MRR@10 per mode.
+    """Score retrieval per mode on question sets (hit@k, MRR@10, follow-ups alone vs folded)
+    and on BEIR datasets (nDCG@10, Recall@10, Recall@100, MRR@10, index build time).
+
+    A BEIR corpus is indexed with the same build as any corpus, into --work, and rebuilt
+    incrementally on later runs.
 
     \b
     Example:
         nexus eval --questions benchmarks/questions.jsonl --mode hybrid
+        nexus eval --beir ../shared/benchmarks/scifact --split train --split test \\
+            --out benchmarks/results/beir.json --plot benchmarks/results/beir.png
     """
-    from .evaluation import evaluate_questions, load_questions
+    from .beir import load_beir
+    from .evaluation import (
+        build_beir_index,
+        evaluate_beir,
+        evaluate_conversation,
+        evaluate_questions,
+        evaluate_whole_documents,
+        load_questions,
+        plot_beir,
+    )
     from .retrieval import Assistant
 
     settings = _settings(index_dir=index_dir, backend=backend)
+    modes = modes or SEARCH_MODES
+    if not question_files and not beir_dirs:
+        question_files = (Path("benchmarks/questions.jsonl"),)
+    report: dict[str, Any] = {"settings": _search_settings(settings), "questions": [], "beir": []}
     try:
-        nexus = Assistant.load(settings.index_dir, settings=settings)
-        qs = load_questions(questions)
-        results = [evaluate_questions(nexus, qs, mode) for mode in modes or SEARCH_MODES]
+        if question_files:
+            nexus = Assistant.load(settings.index_dir, settings=settings)
+            for path in question_files:
+                qs = load_questions(path)
+                for mode in modes:
+                    scores = evaluate_questions(nexus, qs, mode)
+                    talk = evaluate_conversation(nexus, qs, mode)
+                    row = {"file": str(path), **asdict(scores), "conversation": asdict(talk)}
+                    report["questions"].append(row)
+                    _show_questions(row, as_json)
+        beir_scores = []
+        for folder in beir_dirs:
+            target = work / f"{folder.name}-index"
+            built = build_beir_index(folder, target, settings=settings, progress=not quiet)
+            click.echo(built.summary(), err=True)
+            nexus = Assistant.load(target, settings=settings)
+            for split in splits or ("test",):
+                dataset = load_beir(folder, split)
+                results = evaluate_beir(nexus, dataset, modes, progress=not quiet)
+                if whole_documents:
+                    cache = target / "whole-documents.npz"
+                    results.append(evaluate_whole_documents(nexus, dataset, cache))
+                for result in results:
+                    beir_scores.append(result)
+                    row = {**asdict(result), "build": asdict(built)}
+                    report["beir"].append(row)
+                    _show_beir(row, as_json)
+        if plot is not None and beir_scores:
+            plot_beir(beir_scores, plot)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _search_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that decide a ranking, recorded with every result."""
+    names = (
+        "model",
+        "chunk_tokens",
+        "chunk_overlap",
+        "min_chunk_tokens",
+        "candidates",
+        "fusion",
+        "keyword_weight",
+        "rrf_k",
+    )
+    return {name: getattr(settings, name) for name in names}
+
+
+def _show_questions(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        for result in results:
-            _echo_json(asdict(result))
+        _echo_json(row)
         return
-    click.echo(f"{'mode':<10}{'questions':>10}{'hit@1':>8}{'hit@3':>8}{'hit@10':>8}{'MRR@10':>8}")
-    for r in results:
-        click.echo(
-            f"{r.mode:<10}{r.questions:>10}{r.hit_at[1]:>8.3f}{r.hit_at[3]:>8.3f}"
-            f"{r.hit_at[10]:>8.3f}{r.mrr_at_10:>8.3f}"
-        )
+    hit = row["hit_at"]
+    follow, change = row["conversation"]["follow_ups"], row["conversation"]["topic_changes"]
+    click.echo(
+        f"{row['file']}  {row['mode']:<8} {row['questions']:>4} questions  hit@1 {hit[1]:.3f}  "
+        f"hit@3 {hit[3]:.3f}  hit@10 {hit[10]:.3f}  MRR@10 {row['mrr_at_10']:.3f}  |  "
+        f"follow-ups ({follow['questions']}) MRR@10 alone {follow['alone']['mrr@10']:.3f}, "
+        f"in chat {follow['with_context']['mrr@10']:.3f}  |  topic changes ({change['questions']}) "
+        f"alone {change['alone']['mrr@10']:.3f}, in chat {change['with_context']['mrr@10']:.3f}"
+    )
+
+
+def _show_beir(row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _echo_json(row)
+        return
+    click.echo(
+        f"{row['dataset']} {row['split']:<5} {row['mode']:<14} {row['queries']:>5} queries  "
+        f"nDCG@10 {row['ndcg_at_10']:.4f}  R@10 {row['recall_at_10']:.4f}  "
+        f"R@100 {row['recall_at_100']:.4f}  MRR@10 {row['mrr_at_10']:.4f}  "
+        f"({row['seconds']:.0f}s)"
+    )
 
 
 @cli.command()

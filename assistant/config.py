@@ -17,10 +17,21 @@ from typing import Any, Literal, get_args
 
 from .errors import ConfigError
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "ENV_PREFIX", "SEARCH_MODES", "SearchMode", "Settings"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "ENV_PREFIX",
+    "FUSION_METHODS",
+    "SEARCH_MODES",
+    "FusionMethod",
+    "SearchMode",
+    "Settings",
+]
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
+FusionMethod = Literal["zscore", "minmax", "rrf"]
+FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ENV_PREFIX = "NEXUS_"
@@ -60,6 +71,12 @@ class Settings:
         mode: Default search mode: ``hybrid`` (dense + BM25, fused), ``semantic`` or ``keyword``.
         top_k: Default number of hits.
         candidates: Hits taken from each retriever before fusion.
+        fusion: How hybrid mode merges the dense and keyword lists: ``zscore`` (default) or
+            ``minmax`` add each retriever's normalized scores, ``rrf`` adds reciprocal ranks.
+            Scores carry how sure each retriever is, which ranks alone throw away; see
+            ``benchmarks/RESULTS.md`` for the measurements behind the default.
+        keyword_weight: Share of the keyword (BM25) retriever in score fusion, in [0, 1]; the
+            dense retriever gets the rest. Also the keyword list's weight in ``rrf``.
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
@@ -83,6 +100,8 @@ class Settings:
     mode: SearchMode = "hybrid"
     top_k: int = 5
     candidates: int = 100
+    fusion: FusionMethod = "zscore"
+    keyword_weight: float = 0.4
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
@@ -105,6 +124,12 @@ class Settings:
             raise ConfigError(f"threads must be 0 (every core) or more, got {self.threads}")
         if self.mode not in SEARCH_MODES:
             raise ConfigError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {self.mode!r}")
+        if self.fusion not in FUSION_METHODS:
+            raise ConfigError(
+                f"fusion must be one of {', '.join(FUSION_METHODS)}, got {self.fusion!r}"
+            )
+        if not 0 <= self.keyword_weight <= 1:
+            raise ConfigError(f"keyword_weight must be in [0, 1], got {self.keyword_weight}")
         if not 0 < self.dedupe_threshold <= 1:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
         if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:

@@ -11,16 +11,43 @@ distinct document among the hits is one of its relevant documents.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .config import SearchMode
-from .errors import ConfigError
+import numpy as np
+from tqdm.auto import tqdm
+
+from .beir import BeirDataset, read_beir_documents
+from .build import BuildReport, build_index
+from .config import SearchMode, Settings
+from .conversation import contextual_query
+from .embedding import Encoder
+from .errors import ConfigError, MissingDependencyError, QueryError
 from .retrieval import Assistant
 
-__all__ = ["Question", "QuestionScores", "evaluate_questions", "load_questions"]
+__all__ = [
+    "PUBLISHED_NDCG10",
+    "BeirScores",
+    "ConversationScores",
+    "Question",
+    "QuestionScores",
+    "beir_run",
+    "build_beir_index",
+    "document_run",
+    "evaluate_beir",
+    "evaluate_conversation",
+    "evaluate_questions",
+    "evaluate_whole_documents",
+    "load_questions",
+    "plot_beir",
+    "score_run",
+    "trec_order",
+]
 
 CUTOFFS = (1, 3, 10)
 
@@ -116,3 +143,321 @@ def evaluate_questions(
         },
         misses=misses,
     )
+
+
+@dataclass(frozen=True)
+class ConversationScores:
+    """How the chat's follow-up handling (:func:`contextual_query`) changes what is found.
+
+    ``follow_ups``: questions that lean on the one before, searched alone (as typed) and as
+    the chat searches them. ``topic_changes``: standalone questions asked right after an
+    unrelated one (the answerable question half the set away), where folding can only hurt;
+    ``alone`` is the question as typed, ``with_context`` what the chat searches. ``folded``
+    counts the questions the chat rewrote.
+    """
+
+    mode: str
+    follow_ups: dict[str, Any]
+    topic_changes: dict[str, Any]
+
+
+def _document_metrics(rankings: Sequence[tuple[list[str], Sequence[str]]]) -> dict[str, float]:
+    n = max(len(rankings), 1)
+    metrics = {
+        f"hit@{c}": sum(bool(set(r[:c]) & set(rel)) for r, rel in rankings) / n for c in CUTOFFS
+    }
+    metrics["mrr@10"] = sum(reciprocal_rank(r, rel) for r, rel in rankings) / n
+    return {name: round(value, 4) for name, value in metrics.items()}
+
+
+def _alone_and_in_context(
+    nexus: Assistant, pairs: Sequence[tuple[Question, str]], mode: SearchMode
+) -> dict[str, Any]:
+    alone: list[tuple[list[str], Sequence[str]]] = []
+    in_context: list[tuple[list[str], Sequence[str]]] = []
+    folded = 0
+    for q, previous in pairs:
+        query = contextual_query(q.question, [previous])
+        folded += query.folded
+        for text, out in ((q.question, alone), (query.text, in_context)):
+            hits = nexus.search(text, k=30, mode=mode)
+            out.append((document_ranking(h.source for h in hits), q.relevant))
+    return {
+        "questions": len(pairs),
+        "folded": folded,
+        "alone": _document_metrics(alone),
+        "with_context": _document_metrics(in_context),
+    }
+
+
+def evaluate_conversation(
+    nexus: Assistant, questions: Sequence[Question], mode: SearchMode = "hybrid"
+) -> ConversationScores:
+    """Score follow-ups alone vs as the chat searches them, and the cost on topic changes."""
+    follow_ups = [(q, q.previous) for q in questions if q.previous and q.relevant]
+    standalone = [q for q in questions if not q.previous and q.relevant]
+    half = len(standalone) // 2
+    changes = [
+        (q, standalone[(i + half) % len(standalone)].question) for i, q in enumerate(standalone)
+    ]
+    return ConversationScores(
+        mode=mode,
+        follow_ups=_alone_and_in_context(nexus, follow_ups, mode),
+        topic_changes=_alone_and_in_context(nexus, changes, mode),
+    )
+
+
+# --------------------------------------------------------------------------- BEIR datasets
+
+# Published nDCG@10 on the test split (no reranker), drawn beside our modes in the plot.
+PUBLISHED_NDCG10: dict[str, dict[str, float]] = {
+    "scifact": {
+        "BM25, MTEB bm25s": 0.687,
+        "MiniLM dense, MTEB": 0.645,
+        "BM25 + MiniLM hybrid, txtai": 0.713,
+        "bge-small dense, MTEB": 0.713,
+    },
+    "cosqa": {
+        "BM25, MTEB bm25s": 0.188,
+        "MiniLM dense, MTEB": 0.330,
+        "bge-small dense, MTEB": 0.321,
+    },
+}
+
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class BeirScores:
+    """Averages over the judged queries of one split for one mode; ``seconds`` is search time."""
+
+    dataset: str
+    split: str
+    mode: str
+    queries: int
+    ndcg_at_10: float
+    recall_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    seconds: float
+
+
+def document_run(ranked: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Document scores from ranked passages (source, score), best first: each document scores
+    as its best passage."""
+    scores: dict[str, float] = {}
+    for source, score in ranked:
+        scores.setdefault(source, score)
+    return scores
+
+
+def trec_order(scores: dict[str, float]) -> list[str]:
+    """Documents in trec_eval's order: score descending, ties by document id descending."""
+    return [doc for doc, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+
+
+def score_run(run: Run, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """nDCG@10, Recall@10, Recall@100 and MRR@10 with trec_eval's own code (pytrec_eval).
+
+    A judged query missing from ``run`` (nothing retrieved) counts as zero; queries with no
+    relevant document are left out, as trec_eval does. MRR@10 is trec_eval's reciprocal rank
+    on each query's ten best documents, cut in trec_eval's order.
+
+    Raises:
+        MissingDependencyError: pytrec_eval is not installed.
+    """
+    try:
+        import pytrec_eval
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "BEIR scoring needs pytrec_eval; pip install 'nexus-assistant[eval]'"
+        ) from exc
+    judged = {q: docs for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
+    cut = {q: {d: run[q][d] for d in trec_order(run[q])[:10]} for q in judged if run.get(q)}
+    full = {q: run[q] for q in judged if run.get(q)}
+    main = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10", "recall.10,100"}).evaluate(full)
+    ranks = pytrec_eval.RelevanceEvaluator(judged, {"recip_rank"}).evaluate(cut)
+    n = max(len(judged), 1)
+    return {
+        "ndcg_at_10": sum(m["ndcg_cut_10"] for m in main.values()) / n,
+        "recall_at_10": sum(m["recall_10"] for m in main.values()) / n,
+        "recall_at_100": sum(m["recall_100"] for m in main.values()) / n,
+        "mrr_at_10": sum(m["recip_rank"] for m in ranks.values()) / n,
+    }
+
+
+def beir_run(
+    nexus: Assistant,
+    queries: dict[str, str],
+    mode: SearchMode,
+    *,
+    depth: int = 100,
+    progress: bool = False,
+) -> Run:
+    """Search every query and keep at least ``depth`` documents each (best passage per document).
+
+    Passages are searched as the app searches them, without near-duplicate collapsing, since a
+    benchmark judges each document id on its own.
+    """
+    run: Run = {}
+    passages = min(1000, 3 * depth)
+    for query_id, text in tqdm(queries.items(), desc=mode, unit="query", disable=not progress):
+        try:
+            hits = nexus.search(text, k=passages, mode=mode, dedupe=False)
+        except QueryError:
+            hits = []  # an empty query finds nothing; it still counts as a judged query
+        run[query_id] = document_run((h.source, h.score) for h in hits)
+    return run
+
+
+def evaluate_beir(
+    nexus: Assistant,
+    dataset: BeirDataset,
+    modes: Sequence[SearchMode],
+    *,
+    progress: bool = False,
+) -> list[BeirScores]:
+    """Score each mode on one split of a BEIR dataset."""
+    results = []
+    for mode in modes:
+        started = time.perf_counter()
+        run = beir_run(nexus, dataset.queries, mode, progress=progress)
+        seconds = time.perf_counter() - started
+        metrics = score_run(run, dataset.qrels)
+        results.append(
+            BeirScores(
+                dataset=dataset.name,
+                split=dataset.split,
+                mode=mode,
+                queries=len(dataset.queries),
+                seconds=round(seconds, 2),
+                **{name: round(value, 4) for name, value in metrics.items()},
+            )
+        )
+    return results
+
+
+WHOLE_DOCUMENTS = "semantic-whole"  # the mode label of MTEB's dense protocol
+
+
+def whole_document_vectors(
+    nexus: Assistant, folder: str | Path, cache: str | Path
+) -> tuple[list[str], np.ndarray]:
+    """One vector per BEIR document embedded whole as ``title + " " + text``, as MTEB does.
+
+    The model cuts the input at its window. A document that fits one chunk already has that
+    vector in the index (its chunk is the same word pieces), so only longer documents are
+    embedded, once: their vectors are cached in ``cache`` (an ``.npz`` keyed by content hash).
+    """
+    cache = Path(cache)
+    cached: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache) as stored:
+            cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+    rows = nexus.index.chunk_rows_by_source()
+    sources: list[str] = []
+    vectors: list[np.ndarray | str] = []  # a vector, or the cache key of one still to embed
+    missing: dict[str, str] = {}  # key -> text; identical documents are embedded once
+    for doc in read_beir_documents(folder):
+        text = doc.text if doc.title in ("", doc.text) else f"{doc.title} {doc.text}"
+        own = rows.get(doc.source, [])
+        key = hashlib.sha256(f"{nexus.encoder.name}\x00{text}".encode()).hexdigest()
+        sources.append(doc.source)
+        if len(own) == 1:
+            vectors.append(np.asarray(nexus.index.vectors[own[0]]))
+        else:
+            vectors.append(key)
+            if key not in cached:
+                missing[key] = text
+    if missing:
+        keys = list(missing)
+        fresh = nexus.encoder.encode([missing[k] for k in keys], kind="document", progress=True)
+        cached.update(zip(keys, fresh, strict=True))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, keys=np.array(list(cached)), vectors=np.stack(list(cached.values())))
+    return sources, np.stack(
+        [np.asarray(cached[v] if isinstance(v, str) else v, dtype=np.float32) for v in vectors]
+    )
+
+
+def evaluate_whole_documents(
+    nexus: Assistant, dataset: BeirDataset, cache: str | Path, *, depth: int = 100
+) -> BeirScores:
+    """Dense retrieval by MTEB's protocol: whole documents (cut by the model), exact inner
+    product. It checks the packaged weights and pooling against MTEB's published figure,
+    independently of the app's chunking."""
+    sources, matrix = whole_document_vectors(nexus, dataset.folder, cache)
+    started = time.perf_counter()
+    queries = list(dataset.queries)
+    q = nexus.encoder.encode([dataset.queries[i] for i in queries], kind="query")
+    scores = q @ matrix.T
+    run: Run = {}
+    for qid, row in zip(queries, scores, strict=True):
+        top = np.argsort(-row, kind="stable")[:depth]
+        run[qid] = {sources[i]: float(row[i]) for i in top}
+    seconds = time.perf_counter() - started
+    metrics = score_run(run, dataset.qrels)
+    return BeirScores(
+        dataset=dataset.name,
+        split=dataset.split,
+        mode=WHOLE_DOCUMENTS,
+        queries=len(queries),
+        seconds=round(seconds, 2),
+        **{name: round(value, 4) for name, value in metrics.items()},
+    )
+
+
+def build_beir_index(
+    folder: str | Path,
+    index_dir: str | Path,
+    *,
+    settings: Settings,
+    encoder: Encoder | None = None,
+    progress: bool = False,
+) -> BuildReport:
+    """Index a BEIR corpus with the app's build (incremental: unchanged documents are reused)."""
+    return build_index(
+        folder,
+        index_dir,
+        settings=settings,
+        encoder=encoder,
+        progress=progress,
+        documents=read_beir_documents(folder),
+    )
+
+
+def plot_beir(results: Sequence[BeirScores], path: str | Path) -> None:
+    """A bar chart of nDCG@10 per dataset: our modes in colour, published systems in grey.
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "the plot needs matplotlib; pip install 'nexus-assistant[eval]'"
+        ) from exc
+    groups: dict[str, list[BeirScores]] = {}
+    for r in results:
+        groups.setdefault(f"{r.dataset} ({r.split})", []).append(r)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+    for ax, (label, rows) in zip(axes[0], groups.items(), strict=True):
+        anchors = (
+            PUBLISHED_NDCG10.get(rows[0].dataset.lower(), {}) if rows[0].split == "test" else {}
+        )
+        names = [f"Nexus {r.mode}" for r in rows] + list(anchors)
+        values = [r.ndcg_at_10 for r in rows] + list(anchors.values())
+        colours = ["tab:blue"] * len(rows) + ["0.7"] * len(anchors)
+        bars = ax.barh(names[::-1], values[::-1], color=colours[::-1])
+        ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+        ax.set_xlim(0, min(1.0, max(values) * 1.2))
+        ax.set_title(label)
+        ax.set_xlabel("nDCG@10")
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -26,7 +26,18 @@ from .embedding import (
 from .errors import IndexMismatchError, QueryError
 from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
 
-__all__ = ["MAX_FILTER_CHARS", "MAX_K", "Assistant", "Hit", "clean_query", "reciprocal_rank_fusion"]
+__all__ = [
+    "MAX_FILTER_CHARS",
+    "MAX_K",
+    "Assistant",
+    "Candidates",
+    "Hit",
+    "clean_query",
+    "fuse",
+    "normalize_scores",
+    "reciprocal_rank_fusion",
+    "score_fusion",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +51,7 @@ MAX_FILTER_CHARS = 512
 class Hit:
     """One retrieved passage and why it ranked where it did.
 
-    ``score`` is the fused score in hybrid mode (reciprocal rank fusion), the cosine similarity
+    ``score`` is the fused score in hybrid mode (see ``Settings.fusion``), the cosine similarity
     in semantic mode and the BM25 score in keyword mode. ``dense_score`` is the cosine between
     query and passage whenever the query was embedded; ``dense_rank`` and ``keyword_rank`` are
     1-based positions in each retriever's own list, ``None`` when it did not return the passage.
@@ -94,6 +105,79 @@ def reciprocal_rank_fusion(
         for rank, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What each retriever found for one query, best first, before fusion.
+
+    ``query_vector`` is None when the query was not embedded (keyword mode).
+    """
+
+    query_vector: np.ndarray | None
+    dense_ids: np.ndarray
+    dense_scores: np.ndarray
+    keyword_ids: np.ndarray
+    keyword_scores: np.ndarray
+
+    def ranking(self, mode: SearchMode) -> list[tuple[int, float]]:
+        """One retriever's own list: cosines in semantic mode, BM25 scores in keyword mode."""
+        ids, scores = (
+            (self.dense_ids, self.dense_scores)
+            if mode == "semantic"
+            else (self.keyword_ids, self.keyword_scores)
+        )
+        return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+
+def normalize_scores(scores: np.ndarray, method: str) -> np.ndarray:
+    """Put one retriever's scores on a common scale: ``minmax`` to [0, 1], ``zscore`` to
+    mean 0 and unit spread over the candidates."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) == 0:
+        return scores
+    if method == "minmax":
+        low, span = scores.min(), np.ptp(scores)
+        return (scores - low) / span if span > 0 else np.ones_like(scores)
+    spread = scores.std()
+    return (scores - scores.mean()) / spread if spread > 0 else np.zeros_like(scores)
+
+
+def score_fusion(
+    lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    weights: Sequence[float],
+    method: str = "zscore",
+) -> list[tuple[int, float]]:
+    """Fuse (ids, scores) lists by a weighted sum of normalized scores.
+
+    An id missing from a list gets that list's lowest normalized score, since it ranked below
+    everything the retriever returned. Equal inputs give exactly equal sums, so identical
+    documents stay tied.
+    """
+    normalized = [(ids, normalize_scores(scores, method)) for ids, scores in lists]
+    floors = [float(z.min()) if len(z) else 0.0 for _, z in normalized]
+    fused = dict.fromkeys((item for ids, _ in normalized for item in ids.tolist()), 0.0)
+    for (ids, z), floor, weight in zip(normalized, floors, weights, strict=True):
+        own = dict(zip(ids.tolist(), z.tolist(), strict=True))
+        for item in fused:
+            fused[item] += weight * own.get(item, floor)
+    return sorted(fused.items(), key=lambda pair: -pair[1])
+
+
+def fuse(found: Candidates, settings: Settings) -> list[tuple[int, float]]:
+    """Hybrid ranking of the candidates of both retrievers, best first."""
+    weight = settings.keyword_weight
+    if settings.fusion == "rrf":
+        return reciprocal_rank_fusion(
+            [found.dense_ids.tolist(), found.keyword_ids.tolist()],
+            k=settings.rrf_k,
+            weights=[1.0 - weight, weight],
+        )
+    return score_fusion(
+        [(found.dense_ids, found.dense_scores), (found.keyword_ids, found.keyword_scores)],
+        [1.0 - weight, weight],
+        settings.fusion,
+    )
 
 
 class Assistant:
@@ -184,6 +268,42 @@ class Assistant:
         vector.setflags(write=False)
         return vector
 
+    def candidates(
+        self,
+        text: str,
+        n: int,
+        *,
+        mode: SearchMode = "hybrid",
+        allowed: np.ndarray | None = None,
+    ) -> Candidates:
+        """Each retriever's top ``n`` chunks for an already cleaned query, before fusion.
+
+        ``mode`` decides which retrievers run; ``allowed`` restricts both to these chunk ids.
+        """
+        return self._candidates(self.index, text, n, mode, allowed)
+
+    def _candidates(
+        self,
+        index: LoadedIndex,
+        text: str,
+        n: int,
+        mode: SearchMode,
+        allowed: np.ndarray | None,
+    ) -> Candidates:
+        empty_ids, empty_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        qvec = self._embed_query(text) if mode != "keyword" else None
+        dense_ids, dense_scores = empty_ids, empty_scores
+        if qvec is not None:
+            dense_ids, dense_scores = _dense_search(index, qvec, n, allowed)
+        keyword_ids, keyword_scores = empty_ids, empty_scores
+        if mode != "semantic":
+            mask = None
+            if allowed is not None:
+                mask = np.zeros(len(index.vectors), dtype=np.float32)
+                mask[allowed] = 1.0
+            keyword_ids, keyword_scores = index.keyword.search(text, n, mask)
+        return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores)
+
     def search(
         self,
         query: str,
@@ -226,27 +346,10 @@ class Assistant:
             if len(allowed) == 0:
                 return []
         n = max(settings.candidates, 3 * k)
-
-        qvec = self._embed_query(text) if mode != "keyword" else None
-        dense_ids: list[int] = []
-        if qvec is not None:
-            dense_ids = _dense_search(index, qvec, n, allowed)
-        keyword_ids: list[int] = []
-        if mode != "semantic":
-            mask = None
-            if allowed is not None:
-                mask = np.zeros(len(index.vectors), dtype=np.float32)
-                mask[allowed] = 1.0
-            ids, kw_scores = index.keyword.search(text, n, mask)
-            keyword_ids = ids.tolist()
-
-        if mode == "hybrid":
-            ranked = reciprocal_rank_fusion([dense_ids, keyword_ids], k=settings.rrf_k)
-        elif mode == "semantic":
-            cos = index.vectors[dense_ids] @ qvec if dense_ids else np.zeros(0)
-            ranked = list(zip(dense_ids, cos.tolist(), strict=True))
-        else:
-            ranked = list(zip(keyword_ids, kw_scores.tolist(), strict=True))
+        found = self._candidates(index, text, n, mode, allowed)
+        ranked = fuse(found, settings) if mode == "hybrid" else found.ranking(mode)
+        qvec = found.query_vector
+        dense_ids, keyword_ids = found.dense_ids.tolist(), found.keyword_ids.tolist()
 
         if dedupe:
             ranked = _drop_near_duplicates(index, ranked, k, settings.dedupe_threshold)
@@ -313,14 +416,17 @@ def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:
 
 def _dense_search(
     index: LoadedIndex, qvec: np.ndarray, n: int, allowed: np.ndarray | None
-) -> list[int]:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ids and cosines of the ``n`` nearest chunks, best first."""
     if allowed is None:
-        _, ids = index.dense.search(qvec[None, :], n)
-        return [int(i) for i in ids[0] if i >= 0]
+        scores, ids = index.dense.search(qvec[None, :], n)
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
     # A filter can exclude most of the index; exact search over the allowed rows stays
     # correct where an approximate index would return too few matches.
-    _, rows = exact_search(np.asarray(index.vectors[allowed]), qvec[None, :], n)
-    return [int(i) for i in allowed[rows[0]]]
+    scores, rows = exact_search(np.asarray(index.vectors[allowed]), qvec[None, :], n)
+    keep = rows[0] >= 0
+    return allowed[rows[0][keep]].astype(np.int64), scores[0][keep].astype(np.float32)
 
 
 def _drop_near_duplicates(

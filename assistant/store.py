@@ -97,7 +97,7 @@ class Manifest:
     metric: str
     index_type: str  # FAISS factory string actually used
     chunking: dict[str, int]  # chunk_tokens, chunk_overlap, min_chunk_tokens
-    keyword: dict[str, Any]  # bm25 method, k1, b, stemmer, stopwords
+    keyword: dict[str, Any]  # bm25 method, k1, b, stemmer, stopwords, split_identifiers
     corpus_root: str
     corpus_fingerprint: str
     documents: int
@@ -351,8 +351,36 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 # --------------------------------------------------------------------------- keyword index
 
 
+_IDENTIFIER = re.compile(r"\b[A-Za-z0-9_]{2,}\b")
+_IDENTIFIER_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def split_identifiers(text: str) -> str:
+    """``text`` with the parts of every snake_case or camelCase identifier added after it.
+
+    Documentation that quotes code names things ``sort_dict_by_value`` or ``getHTTPResponse``,
+    which a word tokenizer keeps as one token that the words of a question never match. The
+    whole identifier stays (an exact name still matches best) and its parts follow it:
+    ``getHTTPResponse`` becomes ``getHTTPResponse get HTTP Response``. Dotted names need
+    nothing: the tokenizer already splits at dots.
+    """
+
+    def expand(match: re.Match[str]) -> str:
+        word = match.group()
+        parts = _IDENTIFIER_PART.findall(word)
+        return word if parts in ([], [word]) else f"{word} {' '.join(parts)}"
+
+    return _IDENTIFIER.sub(expand, text)
+
+
 class KeywordIndex:
-    """BM25 over chunk texts (bm25s), with English stop words and Snowball stemming."""
+    """BM25 over chunk texts (bm25s), with English stop words and Snowball stemming; code
+    identifiers can be split into their words too (``split_identifiers``, off by default: it
+    helps the public code and science benchmarks but not our own question sets).
+
+    ``params`` are recorded in each index's manifest; an index is always searched with the
+    parameters it was built with, so indexes built before the option existed keep working.
+    """
 
     params: ClassVar[dict[str, Any]] = {
         "method": "lucene",
@@ -360,26 +388,33 @@ class KeywordIndex:
         "b": 0.75,
         "stemmer": "english",
         "stopwords": "en",
+        "split_identifiers": False,
     }
 
-    def __init__(self, retriever: Any) -> None:
+    def __init__(self, retriever: Any, params: dict[str, Any] | None = None) -> None:
         self.retriever = retriever
+        own = self.params if params is None else params
+        self.split_identifiers = bool(own.get("split_identifiers", False))
         self._stemmer = _stemmer()
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> KeywordIndex:
+    def build(cls, texts: Sequence[str], params: dict[str, Any] | None = None) -> KeywordIndex:
         bm25s = _bm25s()
-        p = cls.params
+        p = {"split_identifiers": False, **params} if params is not None else cls.params
+        if p["split_identifiers"]:
+            texts = [split_identifiers(t) for t in texts]
         tokens = bm25s.tokenize(
             list(texts), stopwords=p["stopwords"], stemmer=_stemmer(), show_progress=False
         )
         retriever = bm25s.BM25(method=p["method"], k1=p["k1"], b=p["b"])
         retriever.index(tokens, show_progress=False)
-        return cls(retriever)
+        return cls(retriever, p)
 
     @classmethod
-    def load(cls, path: Path) -> KeywordIndex:
-        return cls(_bm25s().BM25.load(str(path), mmap=True, show_progress=False, verbosity=0))
+    def load(cls, path: Path, params: dict[str, Any] | None = None) -> KeywordIndex:
+        """Open a saved index; ``params`` are those it was built with (from the manifest)."""
+        retriever = _bm25s().BM25.load(str(path), mmap=True, show_progress=False, verbosity=0)
+        return cls(retriever, params)
 
     def save(self, path: Path) -> None:
         self.retriever.save(str(path), show_progress=False)
@@ -389,6 +424,8 @@ class KeywordIndex:
         return int(self.retriever.scores["num_docs"])
 
     def tokenize(self, query: str) -> list[str]:
+        if self.split_identifiers:
+            query = split_identifiers(query)
         tokens = _bm25s().tokenize(
             [query],
             stopwords=self.params["stopwords"],
@@ -705,7 +742,10 @@ class LoadedIndex:
         self.vectors = self._load_or_repair_vectors(repair)
         self.dense = self._load_or_repair(DENSE, self._load_dense, self._rebuild_dense, repair)
         self.keyword = self._load_or_repair(
-            KEYWORD, lambda p: KeywordIndex.load(p), self._rebuild_keyword, repair
+            KEYWORD,
+            lambda p: KeywordIndex.load(p, self.manifest.keyword),
+            self._rebuild_keyword,
+            repair,
         )
         if self.dense.size != len(self.vectors) or self.keyword.size != len(self.vectors):
             raise IndexCorruptError(
@@ -812,11 +852,7 @@ class LoadedIndex:
         return FaissStore.build(np.asarray(self.vectors), m.index_type, m.index_params)
 
     def _rebuild_keyword(self) -> KeywordIndex:
-        texts = [
-            _embed_text(json.loads(h), t)
-            for h, t in self._query("SELECT headings, text FROM chunks ORDER BY id")
-        ]
-        return KeywordIndex.build(texts)
+        return KeywordIndex.build(self.embed_texts(), self.manifest.keyword)
 
     def _load_or_repair(self, name: str, load: Any, rebuild: Any, repair: bool) -> Any:
         path = self.path / name
@@ -900,6 +936,13 @@ class LoadedIndex:
     def document_hashes(self) -> dict[str, str]:
         """Each document's source and content hash, without loading the texts."""
         return dict(self._query("SELECT source, sha256 FROM documents"))
+
+    def embed_texts(self) -> list[str]:
+        """Every chunk's text as the retrievers indexed it (headings first), in id order."""
+        return [
+            _embed_text(json.loads(h), t)
+            for h, t in self._query("SELECT headings, text FROM chunks ORDER BY id")
+        ]
 
     def chunk_rows_by_source(self) -> dict[str, list[int]]:
         """Chunk ids of each document, in order; incremental builds reuse them."""

@@ -1,4 +1,4 @@
-"""Score retrieval on a question set: ``python scripts/evaluate.py [--questions FILE]``.
+"""Score retrieval: ``python scripts/evaluate.py [--questions FILE] [--beir DIR --split test]``.
 
 A thin wrapper over ``nexus eval``; run with ``--help`` for every option.
 """

@@ -44,3 +44,26 @@ def test_without_history_nothing_is_folded() -> None:
 
 def test_empty_message_does_not_lean_on_anything() -> None:
     assert not leans_on_context("   ")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "ok, and how would I get rid of a field nobody uses anymore?",
+        "what happens if two requests carrying the same key show up at the same moment?",
+        "can the same job also run on Python 3.12 and 3.13 side by side?",
+    ],
+)
+def test_acknowledgements_and_back_references_still_fold(message: str) -> None:
+    assert contextual_query(message, [PREVIOUS]).folded
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Why is it a bad idea for the orders service to query the users service's tables?",
+        "How can I store DRF list responses in Redis and throw them away on every edit?",
+    ],
+)
+def test_a_pronoun_inside_a_self_contained_question_does_not_fold(message: str) -> None:
+    assert not contextual_query(message, [PREVIOUS]).folded

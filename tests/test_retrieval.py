@@ -3,10 +3,11 @@ from __future__ import annotations
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant import Assistant, QueryError, Settings, build_index
-from assistant.retrieval import clean_query, reciprocal_rank_fusion
+from assistant.retrieval import clean_query, reciprocal_rank_fusion, score_fusion
 from assistant.testing import HashEncoder
 
 
@@ -22,6 +23,19 @@ def test_rrf_rewards_agreement_and_is_deterministic() -> None:
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
     weighted = reciprocal_rank_fusion([[1], [2]], k=0, weights=[1.0, 2.0])
     assert weighted == [(2, 2.0), (1, 1.0)]
+
+
+def test_score_fusion_adds_standardized_scores_and_keeps_ties() -> None:
+    dense = (np.array([1, 2, 3, 4]), np.array([0.9, 0.8, 0.8, 0.1]))
+    keyword = (np.array([4, 2, 3]), np.array([12.0, 6.0, 6.0]))
+    fused = dict(score_fusion([dense, keyword], [0.5, 0.5], "minmax"))
+    # 1 is missing from the keyword list, so it gets that list's floor (0 after min-max).
+    assert fused[1] == pytest.approx(0.5 * 1.0 + 0.0)
+    assert fused[4] == pytest.approx(0.5 * 0.0 + 0.5 * 1.0)
+    assert fused[2] == fused[3]  # equal inputs stay exactly tied
+    z = dict(score_fusion([dense, keyword], [1.0, 0.0], "zscore"))
+    scores = dense[1]
+    assert z[1] == pytest.approx((0.9 - scores.mean()) / scores.std())
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "semantic", "keyword"])

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.store import KeywordIndex, split_identifiers
+
+SPLIT = {**KeywordIndex.params, "split_identifiers": True}
+LEGACY = {k: v for k, v in KeywordIndex.params.items() if k != "split_identifiers"}
+
+CODE = [
+    "def sort_dict_by_value(d):\n    return sorted(d.items(), key=lambda kv: kv[1])",
+    "class Client:\n    def getHTTPResponse(self, url): ...",
+    "Retries use exponential backoff with jitter between attempts.",
+    "A sorted list by value is easy to build from a list of pairs.",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sort_dict_by_value(d)", "sort_dict_by_value sort dict by value(d)"),
+        ("getHTTPResponse", "getHTTPResponse get HTTP Response"),
+        ("parseJSON get_value2", "parseJSON parse JSON get_value2 get value 2"),
+        ("__init__", "__init__ init"),
+        (
+            "plain words, Title and 2024 stay as they are",
+            "plain words, Title and 2024 stay as they are",
+        ),
+        ("café_crème", "café_crème"),  # not an ASCII identifier: left alone
+    ],
+)
+def test_identifiers_gain_their_parts_and_keep_the_whole(text: str, expected: str) -> None:
+    assert split_identifiers(text) == expected
+
+
+def test_words_of_a_question_find_a_snake_case_or_camel_case_name() -> None:
+    index = KeywordIndex.build(CODE, SPLIT)
+    ids, _ = index.search("sort dict by value", 4)
+    assert ids[0] == 0
+    ids, _ = index.search("get http response", 4)
+    assert ids[0] == 1
+
+
+def test_the_exact_identifier_ranks_its_definition_first() -> None:
+    ids, _ = KeywordIndex.build(CODE, SPLIT).search("sort_dict_by_value", 4)
+    assert ids.tolist()[0] == 0
+
+
+def test_an_index_built_without_splitting_is_searched_as_it_was_built(tmp_path: Path) -> None:
+    old = KeywordIndex.build(CODE, LEGACY)
+    assert old.search("get http response", 4)[0].tolist() == []
+    old.save(tmp_path / "keyword")
+    reopened = KeywordIndex.load(tmp_path / "keyword", LEGACY)
+    assert reopened.tokenize("sort_dict_by_value") == ["sort_dict_by_valu"]
+    assert reopened.search("getHTTPResponse", 4)[0].tolist() == [1]
+
+
+def test_a_splitting_index_reopens_with_its_own_parameters(tmp_path: Path) -> None:
+    KeywordIndex.build(CODE, SPLIT).save(tmp_path / "keyword")
+    reopened = KeywordIndex.load(tmp_path / "keyword", SPLIT)
+    assert reopened.search("get http response", 4)[0].tolist()[0] == 1
