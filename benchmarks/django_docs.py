@@ -21,6 +21,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 DJANGO = "django==5.2.19"
 
@@ -127,6 +128,15 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def report(results: dict[str, Any], path: Path | None) -> None:
+    """Print a benchmark's results as JSON, and record them in ``path`` when one is given."""
+    output = json.dumps(results, indent=2)
+    print(output)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(output + "\n", encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("benchmarks/data"))
@@ -212,11 +222,7 @@ def main() -> int:
         for mode, values in latencies.items()
     }
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    output = json.dumps(results, indent=2)
-    print(output)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(output + "\n", encoding="utf-8")
+    report(results, args.json)
     return 0
 
 

@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from django_docs import QUESTIONS, report
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 SOURCE_INDEX = DATA / "django-index"
@@ -105,9 +108,6 @@ def neighbour_cosines(vectors: np.ndarray, sample: int = 2000) -> dict[str, list
 
 def question_vectors() -> np.ndarray:
     """Real questions embedded with the default model; cached, as encoding needs the model."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from django_docs import QUESTIONS
-
     texts = list(QUESTIONS)
     for name in QUESTION_FILES:
         for line in (ROOT / "benchmarks" / name).read_text(encoding="utf-8").splitlines():
@@ -402,11 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         result = measure_loading(args)
     else:
         result = measure(args)
-    output = json.dumps(result, indent=2)
-    print(output)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(output + "\n", encoding="utf-8")
+    report(result, args.json)
     return 0
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from django_docs import QUESTIONS, percentile
+from django_docs import QUESTIONS, percentile, report
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 SCIFACT = Path(os.environ.get("NEXUS_SCIFACT", "../shared/benchmarks/scifact"))
@@ -477,11 +477,7 @@ def main() -> int:
         tick = time.perf_counter()
         results[name] = SECTIONS[name](args)
         print(f"{name} done in {time.perf_counter() - tick:.0f}s", file=sys.stderr)
-    output = json.dumps(results, indent=2)
-    print(output)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(output + "\n", encoding="utf-8")
+    report(results, args.json)
     return 0
 
 
