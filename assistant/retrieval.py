@@ -421,7 +421,14 @@ def _dense_search(
     if allowed is None:
         scores, ids = index.dense.search(qvec[None, :], n)
         keep = ids[0] >= 0
-        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+        found = ids[0][keep].astype(np.int64)
+        if index.manifest.index_type == "Flat":
+            return found, scores[0][keep].astype(np.float32)
+        # Approximate indexes score candidates from compressed codes or in graph order; the
+        # stored vectors give every candidate its exact cosine for a fraction of a millisecond.
+        exact = np.asarray(index.vectors[found]) @ qvec
+        order = np.argsort(-exact, kind="stable")
+        return found[order], exact[order].astype(np.float32)
     # A filter can exclude most of the index; exact search over the allowed rows stays
     # correct where an approximate index would return too few matches.
     scores, rows = exact_search(np.asarray(index.vectors[allowed]), qvec[None, :], n)

@@ -126,3 +126,18 @@ def test_reload_switches_to_a_newer_build(
     assert nexus.search("celery workers consume", k=1)[0].source != "queues.md"
     assert nexus.reload_if_changed() is True
     assert nexus.search("celery workers consume", k=1)[0].source == "queues.md"
+
+
+def test_approximate_indexes_rank_candidates_by_their_exact_cosine(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings
+) -> None:
+    compressed = settings.replace(index_type="IVF1,SQ8")  # 8-bit codes: approximate scores
+    build_index(corpus, index_dir, settings=compressed, encoder=encoder)
+    nexus = Assistant.load(index_dir, settings=compressed, encoder=encoder)
+    query = "invalidate cached pages after a write"
+    hits = nexus.search(query, k=8, mode="semantic", dedupe=False)
+    qvec = encoder.encode([query], kind="query")[0]
+    exact = [float(np.asarray(nexus.index.vectors[h.chunk_id]) @ qvec) for h in hits]
+    # In semantic mode a hit's score is the cosine the dense search ranked it by.
+    assert [h.score for h in hits] == pytest.approx(exact, abs=1e-6)
+    assert exact == sorted(exact, reverse=True)
