@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SCALE  := $(VENV)/.installed-scale
 # The CPU build of torch lies on this disk; installing it first keeps pip from choosing a
 # multi-gigabyte CUDA build for sentence-transformers.
 TORCH  := torch==2.13.0
@@ -12,7 +13,7 @@ QUESTION ?= How do I prevent race conditions when two users update the same row?
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install run serve build ask test test-all lint format clean
+.PHONY: install install-scale run serve build ask test test-all lint format clean
 
 install: $(STAMP)
 
@@ -22,6 +23,13 @@ $(STAMP): pyproject.toml
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[dev,onnx]'
 	touch $(STAMP)
+
+# Milvus and Ray, for scaling out; `make test` runs their tests when they are installed.
+install-scale: $(SCALE)
+
+$(SCALE): $(STAMP)
+	$(PIP) -e '.[dev,onnx,scale]'
+	touch $(SCALE)
 
 build: install
 	$(VENV)/bin/nexus build --corpus corpus --index index
