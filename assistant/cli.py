@@ -33,8 +33,8 @@ _BACKEND = click.option(
     "--backend",
     type=click.Choice(BACKENDS),
     default=None,
-    help="What computes the vectors (onnx: same vectors, faster on CPU).  "
-    "[default: torch, or $NEXUS_BACKEND]",
+    help="What computes the vectors (onnx: the model on ONNX Runtime, exported once; torch: "
+    "the same vectors on PyTorch).  [default: onnx, or $NEXUS_BACKEND]",
 )
 
 
@@ -64,6 +64,8 @@ def cli(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The one-time model export pauses a first build or search for half a minute: say so.
+    logging.getLogger("assistant.onnx_encoder").setLevel(logging.INFO)
 
 
 @cli.command()

@@ -50,7 +50,9 @@ class Settings:
             ``onnx`` (the same model exported to ONNX Runtime: identical vectors, faster on
             CPU) or ``onnx-int8`` (weights quantized to int8: faster still, vectors move a
             little). Exports are cached in ``<index_dir>/encoders``. A model that cannot be
-            exported falls back to ``torch`` with a warning. Default ``torch``.
+            exported, or a missing onnxruntime, falls back to ``torch`` with a warning.
+            Default ``onnx``: lossless, and it serves and starts much faster than ``torch``
+            (benchmarks/RESULTS.md, "Which backend is the default, and why").
         threads: Threads per ONNX Runtime forward pass; 0 uses every core.
         device: Torch device for the encoder. Default ``cpu``.
         batch_size: Texts per encoder call; 32 keeps padding waste low on CPU.
@@ -86,7 +88,7 @@ class Settings:
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
     model: str = DEFAULT_MODEL
-    backend: str = "torch"
+    backend: str = "onnx"
     threads: int = 0
     device: str = "cpu"
     batch_size: int = 32

@@ -151,6 +151,10 @@ def load_encoder(
 ) -> Encoder:
     """The encoder for ``model`` (default: ``settings.model``) on ``settings.backend``.
 
+    An ONNX backend exports the model on first use (see :mod:`assistant.onnx_encoder`). When it
+    cannot (onnxruntime missing, a model the export recipe cannot reproduce), the PyTorch
+    encoder is returned with a warning that says why: the same vectors as ``onnx``, slower.
+
     Args:
         settings: Model, backend, device, batch size and offline mode.
         model: Overrides ``settings.model``.
@@ -158,7 +162,7 @@ def load_encoder(
 
     Raises:
         ConfigError: The model cannot be loaded.
-        MissingDependencyError: The backend's packages are not installed.
+        MissingDependencyError: sentence-transformers is not installed.
     """
     name = model or settings.model
     if settings.backend != "torch":
@@ -175,7 +179,14 @@ def load_encoder(
                 offline=settings.offline,
             )
         except ExportError as exc:
-            log.warning("%s cannot run on %s (%s); using torch", name, settings.backend, exc)
+            log.warning(
+                "%s cannot run on %s (%s); using torch (pass --backend torch to skip the attempt)",
+                name,
+                settings.backend,
+                exc,
+            )
+        except MissingDependencyError as exc:
+            log.warning("%s; using torch", exc)
     return SentenceTransformerEncoder(
         name,
         device=settings.device,

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
@@ -211,13 +212,47 @@ def load_onnx_encoder(
         try:
             encoder = OnnxEncoder(target, batch_size=batch_size, threads=threads)
             if _read_key(target) == key:
+                _EXPORTS[key] = target
                 return encoder
             raise ExportError(f"{target} holds another export")
         except ExportError as exc:
             log.warning("discarding the cached export (%s); exporting again", exc)
             shutil.rmtree(target, ignore_errors=True)
-    _export_atomically(name, folder_of_model, backend, key, target)
+    if not _copy_known_export(key, target):
+        _export_atomically(name, folder_of_model, backend, key, target)
+    _EXPORTS[key] = target
     return OnnxEncoder(target, batch_size=batch_size, threads=threads)
+
+
+# Exports this process has made or loaded, by key: another index then gets a copy (or a hard
+# link) in its own encoders/ folder instead of a second export of the same model.
+_EXPORTS: dict[str, Path] = {}
+
+
+def _copy_known_export(key: str, target: Path) -> bool:
+    """Place a copy of an export made earlier in this process at ``target``; False if none."""
+    source = _EXPORTS.get(key)
+    if source is None or _read_key(source) != key:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}-{secrets.token_hex(3)}"
+    try:
+        # Exports are never written after publication, so a hard link is as good as a copy.
+        shutil.copytree(source, tmp, copy_function=_link_or_copy)
+        os.rename(tmp, target)
+    except OSError as exc:
+        log.warning("could not copy the export at %s (%s); exporting again", source, exc)
+        return target.is_dir()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _read_key(folder: Path) -> str | None:
@@ -271,8 +306,16 @@ def _export_atomically(name: str, model_folder: Path, backend: str, key: str, ta
     tmp = target.parent / f".tmp-{target.name}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:
-        log.info("exporting %s for %s into %s", name, backend, target)
+        log.info(
+            "exporting %s to ONNX for the %s backend: done once, in about half a minute, "
+            "then kept in %s",
+            name,
+            backend,
+            target.parent,
+        )
+        started = time.perf_counter()
         _export(name, model_folder, backend, key, tmp)
+        log.info("exported %s in %.0f s", name, time.perf_counter() - started)
         try:
             os.rename(tmp, target)
         except OSError:

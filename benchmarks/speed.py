@@ -228,7 +228,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     texts = [f"{d['title']} {d['text']}".strip() for d in docs]
     results: dict[str, Any] = {"documents": len(docs)}
     variants = [(b, ()) for b in args.backends]
-    if "onnx-int8" in args.backends:
+    if "onnx-int8" in args.backends and args.ffn_float_variant:
         variants.append(("onnx-int8", (r"layer\.\d+/output/dense",)))
     vectors: dict[str, np.ndarray] = {}
     for backend, float_matmuls in variants:
@@ -465,6 +465,11 @@ def main() -> int:
     parser.add_argument("--django-docs", type=Path, default=DJANGO_DOCS)
     parser.add_argument("--chunks", type=int, default=512, help="chunks for throughput")
     parser.add_argument("--scifact-docs", type=int, default=6000, help="corpus subset size")
+    parser.add_argument(
+        "--ffn-float-variant",
+        action="store_true",
+        help="quality: also score int8 with the feed-forward output layers left in float",
+    )
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--url", default=None, help="running server for the rest section")
     parser.add_argument("--json", type=Path, default=None)

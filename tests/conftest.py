@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +55,47 @@ def real_encoder():  # type: ignore[no-untyped-def]
     from assistant.embedding import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder("all-MiniLM-L6-v2")
+
+
+class _Collect(logging.Handler):
+    """Keeps log messages for a session fixture, where caplog is not available."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@dataclass(frozen=True)
+class DefaultBuild:
+    """The mini corpus built the way a first ``nexus build`` does: default settings, no export."""
+
+    index_dir: Path
+    report: Any
+    messages: list[str]
+
+
+@pytest.fixture(scope="session")
+def default_build(tmp_path_factory: pytest.TempPathFactory) -> DefaultBuild:
+    """The first use of the default backend, which exports the model (about 30 s).
+
+    Done once per session: later ONNX loads in this process copy that export rather than
+    export again (``onnx_encoder._EXPORTS``).
+    """
+    from assistant import build_index
+
+    root = tmp_path_factory.mktemp("default-build")
+    shutil.copytree(DATA / "mini_corpus", root / "corpus")
+    handler = _Collect()
+    logger = logging.getLogger("assistant")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        report = build_index(root / "corpus", root / "index")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return DefaultBuild(root / "index", report, handler.messages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_encoder(workspace: Path) -> OnnxEncoder:
+def onnx_encoder(workspace: Path, default_build) -> OnnxEncoder:  # type: ignore[no-untyped-def]
     encoder = load_encoder(Settings(backend="onnx"), cache_dir=workspace / "exports")
     assert isinstance(encoder, OnnxEncoder)
     return encoder
@@ -53,6 +54,66 @@ def onnx_encoder(workspace: Path) -> OnnxEncoder:
 def torch_index(workspace: Path, real_encoder) -> Path:  # type: ignore[no-untyped-def]
     build_index(workspace / "corpus", workspace / "index", encoder=real_encoder)
     return workspace / "index"
+
+
+def test_a_first_default_build_exports_the_model_beside_the_index(default_build) -> None:  # type: ignore[no-untyped-def]
+    assert Settings().backend == "onnx"
+    report, index_dir = default_build.report, default_build.index_dir
+    assert report.embedded == report.chunks > 0
+    exports = list((index_dir / "encoders").glob("all-MiniLM-L6-v2-onnx-*"))
+    assert len(exports) == 1 and (exports[0] / MODEL_FILE).is_file()
+    assert not list((index_dir / "encoders").glob(".tmp-*"))
+    said = "\n".join(default_build.messages)
+    assert "exporting all-MiniLM-L6-v2 to ONNX for the onnx backend" in said
+    assert "exported all-MiniLM-L6-v2 in" in said
+    index = open_index(index_dir)
+    assert index.manifest.encoder["backend"] == "onnx"
+    index.close()
+
+
+def test_the_default_backend_answers_as_pytorch_does(
+    default_build, torch_index: Path, real_encoder
+) -> None:  # type: ignore[no-untyped-def]
+    onnx_built = Assistant.load(default_build.index_dir)
+    torch_built = Assistant.load(torch_index, encoder=real_encoder)
+    assert onnx_built.encoder.backend == "onnx"
+    for question in QUESTIONS:
+        expected = torch_built.search(question, k=3)
+        hits = onnx_built.search(question, k=3)
+        assert [(h.source, h.start_line) for h in hits] == [
+            (h.source, h.start_line) for h in expected
+        ]
+        for hit, ref in zip(hits, expected, strict=True):
+            assert hit.score == pytest.approx(ref.score, abs=1e-3)
+
+
+def test_another_index_in_the_same_process_copies_the_export(
+    default_build,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import assistant.onnx_encoder as module
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again although this process already holds an export")
+
+    monkeypatch.setattr(module, "_export", no_export)
+    encoder = load_encoder(Settings(), cache_dir=tmp_path / "other-index" / "encoders")
+    assert isinstance(encoder, OnnxEncoder)
+    assert encoder.folder.parent == tmp_path / "other-index" / "encoders"
+    assert (encoder.folder / MODEL_FILE).is_file()
+
+
+def test_without_onnxruntime_the_default_falls_back_to_torch_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
+    with caplog.at_level(logging.WARNING):
+        encoder = load_encoder(Settings(), cache_dir=tmp_path / "encoders")
+    assert encoder.backend == "torch"
+    assert "need onnxruntime" in caplog.text and "using torch" in caplog.text
+    assert "pip install" in caplog.text
+    assert not (tmp_path / "encoders").exists()
 
 
 def test_onnx_vectors_equal_the_pytorch_vectors(onnx_encoder: OnnxEncoder, real_encoder) -> None:  # type: ignore[no-untyped-def]
