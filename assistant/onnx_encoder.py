@@ -1,7 +1,8 @@
 """Run a sentence-transformers model with ONNX Runtime instead of PyTorch.
 
-The model's transformer is exported once with ``torch.onnx.export`` (optionally quantized to
-int8) into a folder beside the index, together with its tokenizer and a ``meta.json`` that
+The model's transformer is exported once with ``torch.onnx.export``, its attention, layer norms
+and GELU fused by ONNX Runtime's transformer optimizer (and optionally quantized to int8), into
+a folder beside the index, together with its tokenizer and a ``meta.json`` that
 says how to pool. Pooling and normalization happen in numpy. Later processes load that folder
 without importing PyTorch or transformers, which makes them start and answer faster.
 
@@ -30,7 +31,7 @@ import secrets
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 # Bump when the export or quantization recipe changes: the key changes and caches re-export.
-RECIPE = 1
+RECIPE = 2
 # Weight matrices left in float by int8 quantization: patterns searched in ONNX node names.
 INT8_FLOAT_MATMULS: tuple[str, ...] = ()
 MODEL_FILE, TOKENIZER_FILE, META_FILE = "model.onnx", "tokenizer.json", "meta.json"
@@ -332,7 +333,13 @@ def _export(name: str, model_folder: Path, backend: str, key: str, folder: Path)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError("exporting a model needs sentence-transformers") from exc
     try:
-        model = SentenceTransformer(str(model_folder), device="cpu", local_files_only=True)
+        # Plain ("eager") attention exports as the operator pattern ONNX Runtime fuses.
+        model = SentenceTransformer(
+            str(model_folder),
+            device="cpu",
+            local_files_only=True,
+            model_kwargs={"attn_implementation": "eager"},
+        )
     except Exception as exc:
         raise ExportError(f"sentence-transformers cannot load it: {exc}") from exc
     meta = _describe(model)
@@ -354,7 +361,7 @@ def _export(name: str, model_folder: Path, backend: str, key: str, folder: Path)
             ).last_hidden_state
 
     sample = tokenizer(list(CHECK_TEXTS[:2]), padding=True, return_tensors="pt")
-    fp32 = folder / MODEL_FILE if backend == "onnx" else folder / "fp32.onnx"
+    raw = folder / "raw.onnx"
     axes = {0: "batch", 1: "tokens"}
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -362,7 +369,7 @@ def _export(name: str, model_folder: Path, backend: str, key: str, folder: Path)
             torch.onnx.export(
                 TokenEmbeddings(),
                 (sample["input_ids"], sample["attention_mask"]),
-                str(fp32),
+                str(raw),
                 input_names=["input_ids", "attention_mask"],
                 output_names=["token_embeddings"],
                 dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_embeddings": axes},
@@ -371,6 +378,9 @@ def _export(name: str, model_folder: Path, backend: str, key: str, folder: Path)
             )
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {exc}") from exc
+    fp32 = folder / MODEL_FILE if backend == "onnx" else folder / "fp32.onnx"
+    _fuse(raw, fp32, transformer.config)
+    raw.unlink()
     if backend == "onnx-int8":
         _quantize(fp32, folder / MODEL_FILE)
         fp32.unlink()
@@ -422,12 +432,49 @@ def _check(model: Any, folder: Path, backend: str) -> dict[str, float]:
     return lowest
 
 
+def _fuse(source: Path, target: Path, config: Any) -> None:
+    """ONNX Runtime's transformer fusions: attention, layer norms and GELU as single kernels.
+
+    The fused graph computes the same vectors with fewer passes over memory (measured in
+    benchmarks/RESULTS.md). A graph the fusions do not recognize is kept as exported.
+    """
+    from onnxruntime.transformers import optimizer
+
+    try:
+        with warnings.catch_warnings(), _quiet("onnxruntime.transformers"):
+            warnings.simplefilter("ignore")
+            fused = optimizer.optimize_model(
+                str(source),
+                model_type="bert",
+                num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+                hidden_size=int(getattr(config, "hidden_size", 0) or 0),
+                opt_level=1,
+            )
+            fused.save_model_to_file(str(target))
+    except Exception as exc:  # an architecture the fusions trip over: keep the plain graph
+        log.info("graph fusion skipped (%s)", exc)
+        shutil.copyfile(source, target)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a chatty library logger for the duration of a block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _quantize(source: Path, target: Path) -> None:
     """Dynamic int8 quantization of the weight matrices only.
 
     Per-channel scales follow each output column's own range; the reduced (7-bit) range avoids
-    the int16 overflow of AVX2 int8 kernels on CPUs without VNNI; matrix products between two
-    activations (attention scores and their use) stay in float, where int8 hurts most.
+    the int16 overflow of AVX2 int8 kernels on CPUs without VNNI. The fused attention's input
+    projections are quantized too; matrix products between two activations (attention scores
+    and their use) stay in float, where int8 hurts most.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -449,6 +496,8 @@ def _quantize(source: Path, target: Path) -> None:
         weight_type=QuantType.QInt8,
         per_channel=True,
         reduce_range=True,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=["MatMul", "Attention"],
         nodes_to_exclude=kept_float,
+        # Fused operators defeat shape inference; every tensor here is float32.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )

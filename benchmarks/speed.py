@@ -130,10 +130,13 @@ MORE_QUESTIONS = [
 ALL_QUESTIONS = QUESTIONS + MORE_QUESTIONS
 
 
+_TUNING: dict[str, int] = {}  # batch_size and threads from the command line
+
+
 def _settings(backend: str, index_dir: Path) -> Any:
     from assistant import Settings
 
-    return Settings(backend=backend, index_dir=index_dir)
+    return Settings(backend=backend, index_dir=index_dir, **_TUNING)
 
 
 def _encoders(backends: Sequence[str], cache: Path) -> dict[str, Any]:
@@ -142,15 +145,26 @@ def _encoders(backends: Sequence[str], cache: Path) -> dict[str, Any]:
     return {b: load_encoder(_settings(b, cache), cache_dir=cache / "encoders") for b in backends}
 
 
-def _django_texts(index_dir: Path, n: int) -> list[str]:
+def _django_texts(index_dir: Path, n: int, *, as_built: bool = False) -> list[str]:
+    """A seeded sample of ``n`` Django chunk texts.
+
+    ``as_built``: runs of 32 neighbours in the length order of the whole corpus, as a build
+    batches them (it sorts every text to embed by length), so the sample pads as little as a
+    full build does; a plain random sample pads far more, since its batches mix lengths.
+    """
     from assistant.store import open_index
 
     index = open_index(index_dir)
     try:
         rng = np.random.default_rng(0)
-        ids = sorted(rng.choice(index.manifest.chunks, size=n, replace=False).tolist())
-        chunks = index.chunks(ids)
-        return [chunks[i].embed_text for i in ids]
+        if not as_built:
+            ids = sorted(rng.choice(index.manifest.chunks, size=n, replace=False).tolist())
+            chunks = index.chunks(ids)
+            return [chunks[i].embed_text for i in ids]
+        chunks = index.chunks(list(range(index.manifest.chunks)))
+        ordered = sorted((c.embed_text for c in chunks.values()), key=len)
+        runs = rng.choice(len(ordered) // 32, size=n // 32, replace=False)
+        return [text for r in sorted(runs) for text in ordered[r * 32 : (r + 1) * 32]]
     finally:
         index.close()
 
@@ -158,7 +172,7 @@ def _django_texts(index_dir: Path, n: int) -> list[str]:
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """Chunks/s and word pieces/s per backend on the same texts, blocks interleaved."""
     encoders = _encoders(args.backends, args.work)
-    texts = _django_texts(args.django_index, args.chunks)
+    texts = _django_texts(args.django_index, args.chunks, as_built=args.as_built)
     tokens = sum(encoders[args.backends[0]].count_tokens(texts))
     for encoder in encoders.values():
         encoder.encode(texts[:8], kind="document")  # first-call setup off the clock
@@ -174,6 +188,9 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     base = seconds.get("torch")
     return {
         "chunks": len(texts),
+        "sample": "runs of 32 as a build batches them" if args.as_built else "random",
+        "batch_size": args.batch_size,
+        "threads": args.threads,
         "word_pieces": tokens,
         "backends": {
             b: {
@@ -470,6 +487,13 @@ def main() -> int:
         action="store_true",
         help="quality: also score int8 with the feed-forward output layers left in float",
     )
+    parser.add_argument(
+        "--as-built",
+        action="store_true",
+        help="throughput: sample chunks in runs batched as a build batches them",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    parser.add_argument("--threads", type=int, default=0, help="threads per encoder; 0: all")
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--url", default=None, help="running server for the rest section")
     parser.add_argument("--json", type=Path, default=None)
@@ -477,6 +501,11 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args.work.mkdir(parents=True, exist_ok=True)
+    _TUNING.update(batch_size=args.batch_size, threads=args.threads)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     results: dict[str, Any] = {"command": " ".join(sys.argv)}
     for name in args.only:
         tick = time.perf_counter()
