@@ -204,11 +204,15 @@ _VECTOR_FAMILY = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
 def serving_backend(requested: str, built_with: str) -> str:
     """The backend to embed queries for an index built with ``built_with``.
 
-    ``requested`` when its vectors match the index's, otherwise the index's own backend.
+    ``requested`` when its vectors match the index's; otherwise the index's own backend, or
+    ``onnx`` for an fp32 index when an ONNX backend was asked for (same vectors as ``torch``,
+    and the runtime the caller chose).
     """
     family = _VECTOR_FAMILY.get(requested)
     if family is None or family == _VECTOR_FAMILY.get(built_with, family):
         return requested
+    if requested in ("onnx", "onnx-int8") and _VECTOR_FAMILY.get(built_with) == "fp32":
+        return "onnx"
     return built_with
 
 

@@ -56,7 +56,8 @@ def test_backend_comes_from_the_environment_and_is_checked() -> None:
         ("onnx", "torch", "onnx"),  # fp32 vectors either way: the faster backend serves
         ("torch", "onnx", "torch"),
         ("torch", "onnx-int8", "onnx-int8"),  # int8 vectors need int8 queries
-        ("onnx-int8", "torch", "torch"),
+        ("onnx-int8", "torch", "onnx"),  # fp32 index: fp32 vectors on the runtime asked for
+        ("onnx-int8", "onnx", "onnx"),
         ("onnx", "hash", "onnx"),  # unknown builders are left to the probe check
     ],
 )

@@ -24,7 +24,7 @@ PARAPHRASES = [
 
 
 @pytest.fixture(scope="module")
-def nexus(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Assistant:  # type: ignore[no-untyped-def]
+def nexus(tmp_path_factory: pytest.TempPathFactory, real_encoder, default_build) -> Assistant:  # type: ignore[no-untyped-def]
     import shutil
 
     root = tmp_path_factory.mktemp("e2e")
