@@ -51,11 +51,14 @@ class Settings:
             CPU) or ``onnx-int8`` (weights quantized to int8: faster still, vectors move a
             little). Exports are cached in ``<index_dir>/encoders``. A model that cannot be
             exported, or a missing onnxruntime, falls back to ``torch`` with a warning.
-            Default ``onnx``: lossless, and it serves and starts much faster than ``torch``
+            Default ``onnx``: lossless, and faster than ``torch`` to build, search and start
             (benchmarks/RESULTS.md, "Which backend is the default, and why").
-        threads: Threads per ONNX Runtime forward pass; 0 uses every core.
+        threads: Threads per ONNX Runtime forward pass; 0 uses every core: a question on one
+            multi-threaded session, bulk encoding on one single-threaded session per core.
         device: Torch device for the encoder. Default ``cpu``.
-        batch_size: Texts per encoder call; 32 keeps padding waste low on CPU.
+        batch_size: Texts per forward pass. Texts are sorted by length first, so padding is
+            small at any size; 8 keeps a batch's attention scores in cache and embedded 1.25
+            to 1.4 times faster per chunk than 32 on the reference CPU, on every backend.
         offline: Never contact a model hub; names must resolve to local files.
         chunk_tokens: Most word pieces in one embedded chunk, heading path included. Capped at
             the model's own window (256 for the default model) so nothing is cut silently.
@@ -91,7 +94,7 @@ class Settings:
     backend: str = "onnx"
     threads: int = 0
     device: str = "cpu"
-    batch_size: int = 32
+    batch_size: int = 8
     offline: bool = True
     chunk_tokens: int = 256
     chunk_overlap: int = 32

@@ -90,7 +90,7 @@ class SentenceTransformerEncoder:
     """
 
     def __init__(
-        self, name: str, *, device: str = "cpu", batch_size: int = 32, offline: bool = True
+        self, name: str, *, device: str = "cpu", batch_size: int = 8, offline: bool = True
     ) -> None:
         try:
             from sentence_transformers import SentenceTransformer

@@ -32,6 +32,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -86,14 +87,15 @@ class OnnxEncoder:
     Args:
         folder: A folder written by :func:`load_onnx_encoder` (model, tokenizer, meta).
         batch_size: Texts per forward pass when encoding documents.
-        threads: Threads per forward pass; 0 lets ONNX Runtime use every core.
+        threads: Threads per forward pass; 0 uses every core (bulk encoding then runs one
+            single-threaded session per core).
 
     Raises:
         ExportError: The folder is incomplete or damaged.
         MissingDependencyError: onnxruntime is not installed.
     """
 
-    def __init__(self, folder: Path, *, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(self, folder: Path, *, batch_size: int = 8, threads: int = 0) -> None:
         ort = _onnxruntime()
         from tokenizers import Tokenizer
 
@@ -108,12 +110,7 @@ class OnnxEncoder:
             self._lowercase: bool = bool(meta["lowercase"])
             self._prompts: dict[str, str] = dict(meta["prompts"])
             self._counter = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(
-                str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = _session(ort, folder / MODEL_FILE, threads)
         except Exception as exc:  # any damage in a cached folder means: export again
             raise ExportError(f"{folder} is not a usable export ({exc})") from exc
         # The tokenizer file may carry a fixed padding and a shorter cut from training time;
@@ -123,6 +120,8 @@ class OnnxEncoder:
         self._tokenizer = Tokenizer.from_str(self._counter.to_str())
         self._tokenizer.enable_truncation(int(meta["max_seq_length"]))
         self.batch_size = batch_size
+        self._threads = threads
+        self._workers: list[Any] = []  # single-threaded sessions for bulk encoding, made lazily
 
     def _prepare(self, texts: Sequence[str], kind: Literal["query", "document"]) -> list[str]:
         prompt = self._prompts.get(kind, "")
@@ -143,23 +142,54 @@ class OnnxEncoder:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64)
         # Similar lengths share a batch, so little compute goes to padding.
         order = np.argsort(-lengths, kind="stable")
-        starts = range(0, len(texts), self.batch_size)
-        for start in tqdm(starts, desc="Embedding", unit="batch", disable=not progress):
-            rows = order[start : start + self.batch_size]
-            ids = np.zeros((len(rows), int(lengths[rows[0]])), dtype=np.int64)
-            for r, row in enumerate(rows):
-                ids[r, : lengths[row]] = encodings[row].ids
-            mask = (np.arange(ids.shape[1]) < lengths[rows][:, None]).astype(np.int64)
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            out[rows] = _pool(hidden, mask, self._pooling)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        bar = tqdm(total=len(batches), desc="Embedding", unit="batch", disable=not progress)
+
+        def run(session: Any, mine: list[np.ndarray]) -> None:
+            for rows in mine:
+                ids = np.zeros((len(rows), int(lengths[rows[0]])), dtype=np.int64)
+                for r, row in enumerate(rows):
+                    ids[r, : lengths[row]] = encodings[row].ids
+                mask = (np.arange(ids.shape[1]) < lengths[rows][:, None]).astype(np.int64)
+                hidden = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+                out[rows] = _pool(hidden, mask, self._pooling)
+                bar.update()
+
+        workers = self._bulk_sessions() if len(batches) > 1 else []
+        with bar:
+            if len(workers) > 1:
+                # One single-threaded session per core, each on its own share of the batches:
+                # cores never wait for each other inside a batch, which small batches make costly.
+                with ThreadPoolExecutor(len(workers)) as pool:
+                    shares = [batches[w :: len(workers)] for w in range(len(workers))]
+                    list(pool.map(run, workers, shares))
+            else:
+                run(self._session, batches)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def _bulk_sessions(self) -> list[Any]:
+        """Single-threaded sessions, one per core, when ``threads`` leaves the choice to us."""
+        cores = os.cpu_count() or 1
+        if self._threads != 0 or cores < 2:
+            return []
+        if not self._workers:
+            model = self.folder / MODEL_FILE
+            self._workers = [_session(_onnxruntime(), model, 1) for _ in range(min(cores, 8))]
+        return self._workers
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
         encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
         return [len(e.ids) for e in encodings]
+
+
+def _session(ort: Any, model: Path, threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
@@ -183,7 +213,7 @@ def load_onnx_encoder(
     *,
     backend: str,
     cache_dir: Path,
-    batch_size: int = 32,
+    batch_size: int = 8,
     threads: int = 0,
     offline: bool = True,
 ) -> OnnxEncoder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -125,6 +126,18 @@ def test_onnx_vectors_equal_the_pytorch_vectors(onnx_encoder: OnnxEncoder, real_
     assert onnx_encoder.count_tokens(TEXTS) == real_encoder.count_tokens(TEXTS)
     assert onnx_encoder.max_tokens == real_encoder.max_tokens == 254
     assert onnx_encoder.encode([], kind="query").shape == (0, 384)
+
+
+def test_bulk_encoding_on_parallel_sessions_gives_the_pytorch_vectors(
+    onnx_encoder: OnnxEncoder,
+    real_encoder,  # type: ignore[no-untyped-def]
+) -> None:
+    texts = [f"{text} (variant {n})" for n in range(12) for text in TEXTS]  # several batches
+    vectors = onnx_encoder.encode(texts, kind="document")
+    if (os.cpu_count() or 1) > 1:
+        assert len(onnx_encoder._workers) > 1  # one single-threaded session per core ran
+    reference = real_encoder.encode(texts, kind="document")
+    assert np.min(np.sum(vectors * reference, axis=1)) > 0.9999
 
 
 def test_index_built_on_torch_answers_the_same_on_onnx(torch_index: Path, real_encoder) -> None:  # type: ignore[no-untyped-def]
