@@ -56,8 +56,9 @@ class BuildReport:
     ``model`` (load the encoder and embed the probe text), ``read`` (read and hash files),
     ``parse``, ``tokenize`` (count word pieces for chunking), ``chunk`` (the rest of
     chunking), ``reuse`` (fetch unchanged documents' chunks from the previous index),
-    ``embed``, ``dense`` (build the FAISS index), ``keyword`` (build BM25) and ``write``
-    (store and publish the generation).
+    ``embed`` (with the ray executor, starting or joining the cluster and its workers
+    included), ``dense`` (build the FAISS index), ``keyword`` (build BM25) and ``write``
+    (store and publish the generation). ``executor`` says where new chunks were embedded.
     """
 
     index_dir: str
@@ -71,12 +72,14 @@ class BuildReport:
     index_type: str
     full: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    executor: str = "local"
 
     def summary(self) -> str:
         mode = "full" if self.full else "incremental"
         return (
             f"{mode} build of {self.documents} documents → {self.chunks} chunks "
-            f"({self.embedded} embedded, {self.reused} reused, {len(self.skipped)} files "
+            f"({self.embedded} embedded{' on Ray' if self.executor == 'ray' else ''}, "
+            f"{self.reused} reused, {len(self.skipped)} files "
             f"skipped) in {self.seconds.get('total', 0.0):.1f}s; index {self.index_type} "
             f"at {self.index_dir}"
         )
@@ -242,11 +245,27 @@ def _collect(
         out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
 
 
+def _document_embedder(
+    settings: Settings, encoder: Encoder, probe: list[float], cache_dir: Path, progress: bool
+) -> Callable[[list[str]], np.ndarray]:
+    """Where new chunks are embedded: by ``encoder`` here, or on Ray workers with the same
+    model (see :mod:`assistant.ray_embedding`)."""
+    if settings.executor == "local":
+        return partial(encoder.encode, kind="document", progress=progress)
+    from .ray_embedding import EncoderRecipe, embed_on_ray
+
+    recipe = EncoderRecipe.for_encoder(encoder, settings, cache_dir)
+    return partial(embed_on_ray, recipe=recipe, probe=probe, dim=encoder.dim, progress=progress)
+
+
 def _vectors(
-    collected: _Collected, previous: LoadedIndex | None, encoder: Encoder, progress: bool
+    collected: _Collected,
+    previous: LoadedIndex | None,
+    dim: int,
+    embed: Callable[[list[str]], np.ndarray],
 ) -> tuple[np.ndarray, int]:
     """One vector per chunk: copied from the previous index or freshly embedded."""
-    vectors = np.empty((len(collected.chunks), encoder.dim), dtype=np.float32)
+    vectors = np.empty((len(collected.chunks), dim), dtype=np.float32)
     to_embed = [i for i, ref in enumerate(collected.reuse) if ref is None]
     old = [(i, ref) for i, ref in enumerate(collected.reuse) if ref is not None]
     if old:
@@ -257,7 +276,7 @@ def _vectors(
         texts = [collected.chunks[i].embed_text for i in to_embed]
         distinct = list(dict.fromkeys(texts))
         row_of = {text: row for row, text in enumerate(distinct)}
-        embedded = encoder.encode(distinct, kind="document", progress=progress)
+        embedded = embed(distinct)
         vectors[to_embed] = embedded[[row_of[text] for text in texts]]
     return vectors, len(to_embed)
 
@@ -339,7 +358,8 @@ def build_index(
                 f"{len(collected.skipped)} skipped); add .md, .rst, .txt or .html documents"
             )
         tick = time.perf_counter()
-        vectors, embedded = _vectors(collected, previous, encoder, progress)
+        embed = _document_embedder(settings, encoder, probe, index_dir / "encoders", progress)
+        vectors, embedded = _vectors(collected, previous, encoder.dim, embed)
         seconds["embed"] = time.perf_counter() - tick
     finally:
         if previous is not None:
@@ -400,6 +420,7 @@ def build_index(
         index_type=index_type,
         full=previous is None,
         seconds={k: round(v, 3) for k, v in seconds.items()},
+        executor=settings.executor,
     )
     log.info(report.summary())
     return report

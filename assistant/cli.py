@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .config import BACKENDS, SEARCH_MODES, SearchMode, Settings
+from .config import BACKENDS, EXECUTORS, SEARCH_MODES, SearchMode, Settings
 from .errors import AssistantError
 
 __all__ = ["cli", "main"]
@@ -78,6 +78,25 @@ def cli(verbose: bool) -> None:
 @click.option("--model", default=None, help="sentence-transformers model name or local path.")
 @_BACKEND
 @click.option("--full", is_flag=True, help="Re-embed everything instead of reusing chunks.")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=None,
+    help="Where new chunks are embedded: here, or on Ray workers (needs the scale extra).  "
+    "[default: local, or $NEXUS_EXECUTOR]",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Ray cluster to embed on (auto, HOST:PORT, ray://HOST:10001); without it a local "
+    "Ray instance is started.  [$NEXUS_RAY_ADDRESS]",
+)
+@click.option(
+    "--ray-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Embedding workers on Ray, each loading the model once.  [default: one per node]",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 def build(
@@ -86,6 +105,9 @@ def build(
     model: str | None,
     backend: str | None,
     full: bool,
+    executor: str | None,
+    ray_address: str | None,
+    ray_workers: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -94,10 +116,21 @@ def build(
     \b
     Example:
         nexus build --corpus ~/docs --index ~/docs-index --model all-MiniLM-L6-v2
+        nexus build --executor ray --ray-address auto   # embed on a Ray cluster
     """
     from .build import build_index
 
-    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir, model=model, backend=backend)
+    settings = _settings(
+        corpus_dir=corpus_dir,
+        index_dir=index_dir,
+        model=model,
+        backend=backend,
+        executor=executor,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
+    )
+    if settings.executor != "ray" and (ray_address or ray_workers):
+        raise click.ClickException("--ray-address and --ray-workers need --executor ray")
     try:
         report = build_index(
             settings.corpus_dir,

@@ -21,8 +21,10 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
+    "EXECUTORS",
     "FUSION_METHODS",
     "SEARCH_MODES",
+    "Executor",
     "FusionMethod",
     "SearchMode",
     "Settings",
@@ -32,6 +34,8 @@ SearchMode = Literal["hybrid", "semantic", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
 FusionMethod = Literal["zscore", "minmax", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
+Executor = Literal["local", "ray"]
+EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ENV_PREFIX = "NEXUS_"
@@ -81,6 +85,14 @@ class Settings:
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
         max_query_chars: Longer queries are trimmed to this many characters.
+        executor: Where a build embeds its new chunks: ``local`` (this process) or ``ray``
+            (Ray Data workers, each loading the model once; needs the ``scale`` extra). Both
+            give the same index. Default ``local``.
+        ray_address: The Ray cluster for ``executor="ray"`` (``auto``, ``HOST:PORT`` or
+            ``ray://HOST:10001``); empty starts a local Ray instance for the build (or joins
+            the cluster ``RAY_ADDRESS`` names, as Ray itself does).
+        ray_workers: Embedding workers on Ray; 0 puts one on every node. The cluster's CPUs
+            are shared out evenly and each worker runs as many threads as it holds CPUs.
     """
 
     corpus_dir: Path = Path("corpus")
@@ -105,6 +117,9 @@ class Settings:
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
+    executor: Executor = "local"
+    ray_address: str = ""
+    ray_workers: int = 0
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "chunk_tokens", "max_file_bytes", "top_k", "candidates")
@@ -134,6 +149,14 @@ class Settings:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
         if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:
             raise ConfigError("rrf_k and min_chunk_tokens must be >= 0, max_query_chars >= 1")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
+        if self.ray_workers < 0:
+            raise ConfigError(
+                f"ray_workers must be 0 (one per node) or more, got {self.ray_workers}"
+            )
         if not self.model.strip():
             raise ConfigError("model must name a sentence-transformers model or a local path")
 
