@@ -142,7 +142,8 @@ def _encoders(backends: Sequence[str], cache: Path) -> dict[str, Any]:
     return {b: load_encoder(_settings(b, cache), cache_dir=cache / "encoders") for b in backends}
 
 
-def _django_texts(index_dir: Path, n: int) -> list[str]:
+def django_texts(index_dir: Path, n: int) -> list[str]:
+    """``n`` chunk texts of the Django docs index, a seeded sample shared by the benchmarks."""
     from assistant.store import open_index
 
     index = open_index(index_dir)
@@ -158,7 +159,7 @@ def _django_texts(index_dir: Path, n: int) -> list[str]:
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """Chunks/s and word pieces/s per backend on the same texts, blocks interleaved."""
     encoders = _encoders(args.backends, args.work)
-    texts = _django_texts(args.django_index, args.chunks)
+    texts = django_texts(args.django_index, args.chunks)
     tokens = sum(encoders[args.backends[0]].count_tokens(texts))
     for encoder in encoders.values():
         encoder.encode(texts[:8], kind="document")  # first-call setup off the clock
