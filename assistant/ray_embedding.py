@@ -39,7 +39,7 @@ from .embedding import (
     probe_similarity,
     probe_vector,
 )
-from .errors import ConfigError, MissingDependencyError
+from .errors import AssistantError, ConfigError, MissingDependencyError
 
 __all__ = ["EncoderRecipe", "embed_on_ray"]
 
@@ -94,11 +94,15 @@ class _EmbedWorker:
     """A Ray Data worker: loads the encoder once, checks it, then embeds each batch."""
 
     def __init__(self, recipe: EncoderRecipe, probe: Sequence[float], threads: int) -> None:
-        self.encoder = recipe.load(threads)
+        node = socket.gethostname()
+        try:
+            self.encoder = recipe.load(threads)
+        except AssistantError as exc:
+            raise ConfigError(f"the Ray worker on {node} cannot load the encoder: {exc}") from exc
         similarity = probe_similarity(probe_vector(self.encoder), probe)
         if similarity < SAME_ENCODER_COSINE:
             raise ConfigError(
-                f"the Ray worker on {socket.gethostname()} embeds with {self.encoder.name} "
+                f"the Ray worker on {node} embeds with {self.encoder.name} "
                 f"differently from the build (probe cosine {similarity:.4f})"
             )
 
@@ -161,10 +165,20 @@ def _batch_rows(count: int, workers: int, batch_size: int) -> int:
     return max(batch_size, min(8 * batch_size, math.ceil(count / (4 * workers))))
 
 
+# The line that opens an exception's message in a traceback: ``package.module.Error: ...``.
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b[^:]*: ")
+
+
 def _reason(exc: BaseException) -> str:
-    """The line of a Ray error that says what went wrong: its last, the original exception."""
-    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()]
-    return next((line for line in reversed(lines) if line), type(exc).__name__)
+    """What went wrong on the worker: the message of the last exception in a Ray error's
+    traceback, which is the worker's own."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colours parts of its messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    starts = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    reason = " ".join(lines[starts[-1] if starts else -1 :])
+    return re.sub(r"^assistant\.errors\.\w+: ", "", reason)  # our own messages stand alone
 
 
 def embed_on_ray(

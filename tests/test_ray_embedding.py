@@ -115,6 +115,24 @@ def test_a_worker_that_embeds_differently_stops_the_build(
 
 
 @pytest.mark.scale
+def test_a_model_the_workers_cannot_find_is_named_in_the_error(
+    ray_instance: Any, corpus: Path, index_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    # The build machine has the model (a stand-in here); the workers look for it by its path.
+    model = str(tmp_path / "models" / "only-on-the-build-machine")
+    with pytest.raises(ConfigError) as caught:
+        build_index(
+            corpus,
+            index_dir,
+            settings=settings.replace(executor="ray", model=model),
+            encoder=HashEncoder(name=model),
+        )
+    message = str(caught.value)
+    assert "Ray worker on " in message and "cannot load the encoder" in message
+    assert model in message and "same install" in message
+
+
+@pytest.mark.scale
 def test_more_workers_than_cpus_is_a_clear_error(
     ray_instance: Any, corpus: Path, index_dir: Path, settings: Settings
 ) -> None:
