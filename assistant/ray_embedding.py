@@ -211,44 +211,16 @@ def embed_on_ray(
     if not texts:
         return vectors
     ray = _ray()
-    settings = recipe.settings
-    if recipe.encoder is not None:
-        try:
-            ray.cloudpickle.dumps(recipe.encoder)
-        except Exception as exc:  # pickling fails in many ways, all meaning the same here
-            raise ConfigError(
-                f"the encoder {recipe.encoder.name} cannot be sent to Ray workers ({exc}); "
-                "name the model in the settings so workers load it themselves, or build with "
-                "--executor local"
-            ) from exc
-    with _connected(ray, settings.ray_address):
-        workers, threads = _plan(ray, settings.ray_workers)
-        rows = _batch_rows(len(texts), workers, settings.batch_size)
-        batches = math.ceil(len(texts) / rows)
-        workers = min(workers, batches)  # a worker without a batch would only load the model
-        log.info("embedding %d texts on %d Ray workers, %d CPUs each", len(texts), workers, threads)
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        # Longest first, so each batch holds texts of about one length and pads little.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        dataset = ray.data.from_items(
-            [{"row": i, "text": texts[i]} for i in order],
-            override_num_blocks=batches,
-        ).map_batches(
-            _EmbedWorker,
-            fn_constructor_kwargs={"recipe": recipe, "probe": list(probe), "threads": threads},
-            batch_size=rows,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=threads,
-        )
+    _check_shippable(ray, recipe)
+    with _connected(ray, recipe.settings.ray_address), _quiet_ray_data(ray):
         done = 0
         try:
             with tqdm(
                 total=len(texts), desc="Embedding on Ray", unit="chunk", disable=not progress
             ) as bar:
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for batch in _embedded(ray, texts, recipe, probe).iter_batches(
+                    batch_size=None, batch_format="numpy"
+                ):
                     vectors[batch["row"]] = batch["vector"]
                     done += len(batch["row"])
                     bar.update(len(batch["row"]))
@@ -258,3 +230,51 @@ def embed_on_ray(
             ) from exc
     assert done == len(texts), f"Ray returned {done} vectors for {len(texts)} texts"
     return vectors
+
+
+def _check_shippable(ray: Any, recipe: EncoderRecipe) -> None:
+    """An encoder sent to the workers must pickle; say so before any worker starts."""
+    if recipe.encoder is None:
+        return
+    try:
+        ray.cloudpickle.dumps(recipe.encoder)
+    except Exception as exc:  # pickling fails in many ways, all meaning the same here
+        raise ConfigError(
+            f"the encoder {recipe.encoder.name} cannot be sent to Ray workers ({exc}); "
+            "name the model in the settings so workers load it themselves, or build with "
+            "--executor local"
+        ) from exc
+
+
+@contextmanager
+def _quiet_ray_data(ray: Any) -> Iterator[None]:
+    """Ray Data's own progress bars and banners off while ours shows, then as they were."""
+    context = ray.data.DataContext.get_current()
+    saved = context.enable_progress_bars, context.print_on_execution_start
+    context.enable_progress_bars = context.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        context.enable_progress_bars, context.print_on_execution_start = saved
+
+
+def _embedded(ray: Any, texts: Sequence[str], recipe: EncoderRecipe, probe: Sequence[float]) -> Any:
+    """The Ray dataset of ``{"row", "vector"}`` batches for ``texts``, not yet run."""
+    settings = recipe.settings
+    workers, threads = _plan(ray, settings.ray_workers)
+    rows = _batch_rows(len(texts), workers, settings.batch_size)
+    batches = math.ceil(len(texts) / rows)
+    workers = min(workers, batches)  # a worker without a batch would only load the model
+    log.info("embedding %d texts on %d Ray workers, %d CPUs each", len(texts), workers, threads)
+    # Longest first, so each batch holds texts of about one length and pads little.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    return ray.data.from_items(
+        [{"row": i, "text": texts[i]} for i in order], override_num_blocks=batches
+    ).map_batches(
+        _EmbedWorker,
+        fn_constructor_kwargs={"recipe": recipe, "probe": list(probe), "threads": threads},
+        batch_size=rows,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=threads,
+    )
