@@ -41,7 +41,7 @@ from .embedding import (
 )
 from .errors import AssistantError, ConfigError, MissingDependencyError
 
-__all__ = ["EncoderRecipe", "embed_on_ray"]
+__all__ = ["EncoderRecipe", "embed_on_ray", "plan_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -143,20 +143,32 @@ def _connected(ray: Any, address: str) -> Iterator[None]:
         ray.shutdown()
 
 
-def _plan(ray: Any, requested: int) -> tuple[int, int]:
-    """Workers and CPUs (threads) per worker: the cluster's CPUs shared out evenly, no worker
-    larger than the smallest node so each fits on any of them."""
+def _node_cpus(ray: Any) -> list[int]:
+    """CPUs of each live node of the cluster that has any."""
     cpus = [int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]]
-    cpus = [n for n in cpus if n > 0]
-    if not cpus:
+    return [n for n in cpus if n > 0]
+
+
+def plan_workers(node_cpus: Sequence[int], requested: int) -> tuple[int, int]:
+    """Workers and CPUs (threads) per worker for a cluster of nodes with ``node_cpus``.
+
+    ``requested`` workers, or one per node when it is 0, each given the most CPUs that still
+    lets every worker fit on some node: the cluster's CPUs shared out as evenly as they go.
+
+    Raises:
+        ConfigError: No node has CPUs, or more workers are asked for than there are CPUs.
+    """
+    if not node_cpus:
         raise ConfigError("the Ray cluster has no live node with CPUs to embed on")
-    workers = requested or len(cpus)
-    if workers > sum(cpus):
+    total = sum(node_cpus)
+    workers = requested or len(node_cpus)
+    if workers > total:
         raise ConfigError(
-            f"{workers} Ray workers need a CPU each but the cluster has {sum(cpus)}; "
+            f"{workers} Ray workers need a CPU each but the cluster has {total}; "
             "ask for fewer with --ray-workers"
         )
-    return workers, max(1, min(sum(cpus) // workers, min(cpus)))
+    fits = [t for t in range(1, total // workers + 1) if sum(n // t for n in node_cpus) >= workers]
+    return workers, max(fits)
 
 
 def _batch_rows(count: int, workers: int, batch_size: int) -> int:
@@ -261,7 +273,7 @@ def _quiet_ray_data(ray: Any) -> Iterator[None]:
 def _embedded(ray: Any, texts: Sequence[str], recipe: EncoderRecipe, probe: Sequence[float]) -> Any:
     """The Ray dataset of ``{"row", "vector"}`` batches for ``texts``, not yet run."""
     settings = recipe.settings
-    workers, threads = _plan(ray, settings.ray_workers)
+    workers, threads = plan_workers(_node_cpus(ray), settings.ray_workers)
     rows = _batch_rows(len(texts), workers, settings.batch_size)
     batches = math.ceil(len(texts) / rows)
     workers = min(workers, batches)  # a worker without a batch would only load the model

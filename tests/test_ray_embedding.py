@@ -168,6 +168,25 @@ def test_without_ray_the_error_names_the_extra(
     assert not index_dir.joinpath("CURRENT").exists()
 
 
+@pytest.mark.parametrize(
+    ("node_cpus", "requested", "plan"),
+    [
+        ([2], 0, (1, 2)),  # one machine: one worker holding every core
+        ([2], 2, (2, 1)),
+        ([8, 8, 8], 0, (3, 8)),  # one worker per node, each with the whole node
+        ([8, 4], 0, (2, 4)),  # no worker larger than what lets both fit
+        ([8, 8], 3, (3, 4)),  # 5 CPUs each would leave the third worker nowhere to run
+        ([16, 2], 3, (3, 5)),
+    ],
+)
+def test_workers_share_out_the_cluster_so_that_each_fits_on_a_node(
+    node_cpus: list[int], requested: int, plan: tuple[int, int]
+) -> None:
+    from assistant.ray_embedding import plan_workers
+
+    assert plan_workers(node_cpus, requested) == plan
+
+
 def test_executor_settings_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert Settings.from_env({"NEXUS_EXECUTOR": "ray", "NEXUS_RAY_WORKERS": "2"}).ray_workers == 2
     with pytest.raises(ConfigError, match="executor must be one of local, ray"):
