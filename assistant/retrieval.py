@@ -339,6 +339,7 @@ class Assistant:
                 mask[allowed] = 1.0
             keyword_ids, keyword_scores = index.keyword.search(text, max(n, PEAK_RANK), mask)
             peak = keyword_peak(keyword_scores)
+            keyword_ids, keyword_scores = keyword_ids[:n], keyword_scores[:n]
         return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores, peak)
 
     def search(
