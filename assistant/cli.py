@@ -390,6 +390,8 @@ def _search_settings(settings: Settings) -> dict[str, Any]:
         "candidates",
         "fusion",
         "keyword_weight",
+        "keyword_peak_low",
+        "keyword_peak_high",
         "rrf_k",
     )
     return {name: getattr(settings, name) for name in names}

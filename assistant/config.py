@@ -81,6 +81,15 @@ class Settings:
             ``benchmarks/RESULTS.md`` for the measurements behind the default.
         keyword_weight: Share of the keyword (BM25) retriever in score fusion, in [0, 1]; the
             dense retriever gets the rest. Also the keyword list's weight in ``rrf``.
+        keyword_peak_low, keyword_peak_high: How much of ``keyword_weight`` one query gets,
+            from how steeply its BM25 scores fall (``1 - tenth best / best``, see
+            ``retrieval.keyword_peak``): none at or below ``keyword_peak_low``, all of it at or
+            above ``keyword_peak_high``, in proportion between. A flat keyword list means the
+            query's words are common or scattered over the corpus (web questions over code, as
+            in CoSQA), where BM25 adds noise to the dense ranking; a steep one means rare words
+            that single out a few passages, where it helps. Fitted on SciFact train, CoSQA dev
+            and our question sets (``benchmarks/RESULTS.md``); 0 and 0 give every query the
+            full weight.
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
@@ -114,6 +123,8 @@ class Settings:
     candidates: int = 100
     fusion: FusionMethod = "zscore"
     keyword_weight: float = 0.4
+    keyword_peak_low: float = 0.2
+    keyword_peak_high: float = 0.35
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
@@ -145,6 +156,11 @@ class Settings:
             )
         if not 0 <= self.keyword_weight <= 1:
             raise ConfigError(f"keyword_weight must be in [0, 1], got {self.keyword_weight}")
+        if not 0 <= self.keyword_peak_low <= self.keyword_peak_high <= 1:
+            raise ConfigError(
+                "keyword_peak_low and keyword_peak_high must satisfy 0 <= low <= high <= 1, got "
+                f"{self.keyword_peak_low} and {self.keyword_peak_high}"
+            )
         if not 0 < self.dedupe_threshold <= 1:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
         if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:

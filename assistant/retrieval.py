@@ -34,6 +34,8 @@ __all__ = [
     "Hit",
     "clean_query",
     "fuse",
+    "keyword_peak",
+    "keyword_share",
     "normalize_scores",
     "reciprocal_rank_fusion",
     "score_fusion",
@@ -45,6 +47,8 @@ _WHITESPACE = re.compile(r"\s+")
 MAX_K = 1000
 # Filters name folders and short globs; a longer one is a mistake or an attack, not a filter.
 MAX_FILTER_CHARS = 512
+# The keyword list's peak compares its best score with the score at this rank.
+PEAK_RANK = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class Candidates:
     """What each retriever found for one query, best first, before fusion.
 
     ``query_vector`` is None when the query was not embedded (keyword mode).
+    ``keyword_peak`` is :func:`keyword_peak` of the keyword list; None when it was not
+    measured (the full keyword weight applies).
     """
 
     query_vector: np.ndarray | None
@@ -119,6 +125,7 @@ class Candidates:
     dense_scores: np.ndarray
     keyword_ids: np.ndarray
     keyword_scores: np.ndarray
+    keyword_peak: float | None = None
 
     def ranking(self, mode: SearchMode) -> list[tuple[int, float]]:
         """One retriever's own list: cosines in semantic mode, BM25 scores in keyword mode."""
@@ -164,9 +171,38 @@ def score_fusion(
     return sorted(fused.items(), key=lambda pair: -pair[1])
 
 
+def keyword_peak(scores: np.ndarray) -> float:
+    """How far BM25's scores fall from the best to the tenth, relative to the best: 1 - s10 / s1
+    (``scores`` sorted best first); 1 when fewer than ten passages match, 0 when none does.
+
+    Rare query words single out a few passages and the list falls steeply; common or scattered
+    words (web questions over code, as in CoSQA) give a flat list whose order is mostly noise.
+    """
+    if len(scores) == 0 or scores[0] <= 0:
+        return 0.0
+    tenth = float(scores[PEAK_RANK - 1]) if len(scores) >= PEAK_RANK else 0.0
+    return 1.0 - tenth / float(scores[0])
+
+
+def keyword_share(peak: float | None, low: float, high: float) -> float:
+    """The share of the keyword weight a query gets: 0 at a peak of ``low`` or below, 1 at
+    ``high`` or above (or when the peak is unknown), in proportion between."""
+    if peak is None or peak >= high:
+        return 1.0
+    if peak <= low:
+        return 0.0
+    return (peak - low) / (high - low)
+
+
 def fuse(found: Candidates, settings: Settings) -> list[tuple[int, float]]:
-    """Hybrid ranking of the candidates of both retrievers, best first."""
-    weight = settings.keyword_weight
+    """Hybrid ranking of the candidates of both retrievers, best first.
+
+    The keyword list weighs ``settings.keyword_weight`` scaled by :func:`keyword_share` of its
+    peak; the weight is one number per query, so passages with equal scores stay tied.
+    """
+    weight = settings.keyword_weight * keyword_share(
+        found.keyword_peak, settings.keyword_peak_low, settings.keyword_peak_high
+    )
     if settings.fusion == "rrf":
         return reciprocal_rank_fusion(
             [found.dense_ids.tolist(), found.keyword_ids.tolist()],
@@ -295,14 +331,16 @@ class Assistant:
         dense_ids, dense_scores = empty_ids, empty_scores
         if qvec is not None:
             dense_ids, dense_scores = _dense_search(index, qvec, n, allowed)
-        keyword_ids, keyword_scores = empty_ids, empty_scores
+        keyword_ids, keyword_scores, peak = empty_ids, empty_scores, None
         if mode != "semantic":
             mask = None
             if allowed is not None:
                 mask = np.zeros(len(index.vectors), dtype=np.float32)
                 mask[allowed] = 1.0
-            keyword_ids, keyword_scores = index.keyword.search(text, n, mask)
-        return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores)
+            keyword_ids, keyword_scores = index.keyword.search(text, max(n, PEAK_RANK), mask)
+            peak = keyword_peak(keyword_scores)
+            keyword_ids, keyword_scores = keyword_ids[:n], keyword_scores[:n]
+        return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores, peak)
 
     def search(
         self,
