@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -23,6 +23,7 @@ __all__ = [
     "ENV_PREFIX",
     "FUSION_METHODS",
     "SEARCH_MODES",
+    "STORES",
     "FusionMethod",
     "SearchMode",
     "Settings",
@@ -34,6 +35,7 @@ FusionMethod = Literal["zscore", "minmax", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+STORES = ("faiss", "milvus")
 ENV_PREFIX = "NEXUS_"
 
 
@@ -81,6 +83,16 @@ class Settings:
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
         max_query_chars: Longer queries are trimmed to this many characters.
+        store: Where vectors and the keyword index live: ``faiss`` (files in the index
+            folder, default) or ``milvus`` (a Milvus collection that several app replicas
+            share; needs ``pip install 'nexus-assistant[scale]'``). Builds record the choice in
+            the manifest, and searches follow the manifest.
+        milvus_uri: The Milvus to use: ``http://host:19530`` for a server or cluster, or a
+            local ``.db`` file run in-process by milvus-lite. Empty means
+            ``<index_dir>/milvus.db`` when building and the manifest's URI when searching.
+        milvus_collection: Name of the collection that holds the chunks.
+        milvus_token: Credentials for the Milvus server (``user:password`` or an API key);
+            read from ``NEXUS_MILVUS_TOKEN``, never written to the manifest or shown.
     """
 
     corpus_dir: Path = Path("corpus")
@@ -105,6 +117,10 @@ class Settings:
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
+    store: str = "faiss"
+    milvus_uri: str = ""
+    milvus_collection: str = "nexus_chunks"
+    milvus_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "chunk_tokens", "max_file_bytes", "top_k", "candidates")
@@ -134,6 +150,13 @@ class Settings:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
         if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:
             raise ConfigError("rrf_k and min_chunk_tokens must be >= 0, max_query_chars >= 1")
+        if self.store not in STORES:
+            raise ConfigError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
+        if not self.milvus_collection.isidentifier():
+            raise ConfigError(
+                "milvus_collection must be letters, digits and underscores, not starting with "
+                f"a digit; got {self.milvus_collection!r}"
+            )
         if not self.model.strip():
             raise ConfigError("model must name a sentence-transformers model or a local path")
 
