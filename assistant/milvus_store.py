@@ -8,7 +8,7 @@ keeps what grows with the corpus and must be the same for every replica. Its sch
 ====== ==================== ==============================================================
 pk     INT64, primary key   derived from the chunk's document and content (:func:`chunk_keys`)
 vector FLOAT_VECTOR(dim)    inner product, i.e. cosine on the normalized vectors
-text   VARCHAR, analyzed    standard tokenizer, lowercase, English stop words and stemming
+text   VARCHAR, analyzed    the chunk's keyword terms: stemmed words without stop words
 sparse SPARSE_FLOAT_VECTOR  BM25 of ``text``, computed by Milvus (its full-text search)
 source VARCHAR              document path, for people looking at the collection
 ====== ==================== ==============================================================
@@ -46,7 +46,15 @@ from .errors import (
     MissingDependencyError,
     StoreError,
 )
-from .store import CHUNKS_DB, VECTORS, LoadedIndex, Manifest, ivf_lists
+from .store import (
+    CHUNKS_DB,
+    VECTORS,
+    KeywordIndex,
+    LoadedIndex,
+    Manifest,
+    ivf_lists,
+    keyword_tokens,
+)
 
 __all__ = [
     "ANALYZER",
@@ -69,16 +77,11 @@ TIMEOUT_SECONDS = 10.0
 BATCH_ROWS = 1_000  # rows per upsert: ~3 MB of vectors and text, far below gRPC's 64 MB
 MAX_VARCHAR = 65_535  # Milvus' longest VARCHAR, in bytes
 IVF_NPROBE = 32
-# The same treatment of words as the local BM25 index (bm25s with English stop words and
-# Snowball stemming), in Milvus' analyzer terms.
-ANALYZER: dict[str, Any] = {
-    "tokenizer": "standard",
-    "filter": [
-        "lowercase",
-        {"type": "stop", "stop_words": ["_english_"]},
-        {"type": "stemmer", "language": "english"},
-    ],
-}
+# Nexus analyses text itself (``store.keyword_tokens``: the local BM25 index's words, stop
+# words and Snowball stems) and sends Milvus the resulting words, which its standard analyzer
+# only has to split. Milvus servers and milvus-lite (which has no stemmer) then index the same
+# terms, and the same as the local index does.
+ANALYZER: dict[str, Any] = {"tokenizer": "standard", "filter": ["lowercase"]}
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}
 _ENCODER_PROPERTY = "nexus.encoder"
 
@@ -165,14 +168,12 @@ def _client(uri: str, token: str) -> Any:
         client = _CLIENTS.get((uri, token))
         if client is None:
             pymilvus = _pymilvus()
-            try:
-                client = pymilvus.MilvusClient(uri, token=token, timeout=TIMEOUT_SECONDS)
-            except Exception as exc:
-                raise StoreError(
-                    f"cannot reach Milvus at {_redact(uri)} ({_first_line(exc)}); start the "
-                    "server or pass the right address with --milvus-uri (NEXUS_MILVUS_URI) and, "
-                    "if it needs one, a token in NEXUS_MILVUS_TOKEN"
-                ) from exc
+            if _is_local(uri):
+                # milvus-lite answers in-process and logs an error for each call it does not
+                # implement, though the client falls back by itself (when listing keys).
+                logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            # Failures propagate to MilvusCollection._call, which retries and explains them.
+            client = pymilvus.MilvusClient(uri, token=token, timeout=TIMEOUT_SECONDS)
             _CLIENTS[(uri, token)] = client
         return client
 
@@ -236,6 +237,10 @@ class MilvusCollection:
             except Exception as exc:
                 if _missing_collection(exc):
                     raise self._not_found() from exc
+                if "load()" in str(exc) and attempt < ATTEMPTS:
+                    # Released (a restarted milvus-lite, say): load into memory, then retry.
+                    self.client.load_collection(self.name)
+                    continue
                 if not _transient(exc):
                     raise StoreError(
                         f"Milvus at {_redact(self.uri)} refused to {what} collection "
@@ -245,7 +250,8 @@ class MilvusCollection:
                     raise StoreError(
                         f"Milvus at {_redact(self.uri)} did not answer ({_first_line(exc)}) after "
                         f"{ATTEMPTS} tries to {what} collection {self.name!r}; check that the "
-                        "server is running and reachable, then retry"
+                        "server is running and reachable at that address (--milvus-uri, "
+                        "NEXUS_MILVUS_URI) and, if it needs one, that NEXUS_MILVUS_TOKEN is set"
                     ) from exc
                 log.warning("Milvus: %s failed (%s); retrying", what, _first_line(exc))
                 time.sleep(pause)
@@ -325,6 +331,10 @@ class MilvusCollection:
 
         self._call("create", create)
 
+    def load(self) -> None:
+        """Load the collection into memory for searching (a no-op when it is loaded)."""
+        self._call("load", lambda c: c.load_collection(self.name))
+
     def drop(self) -> None:
         self._call("drop", lambda c: c.drop_collection(self.name))
 
@@ -368,21 +378,29 @@ class MilvusCollection:
         return self._call("list the keys of", keys)
 
     def upsert(
-        self, keys: np.ndarray, vectors: np.ndarray, chunks: Sequence[Chunk], progress: bool = False
+        self,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        chunks: Sequence[Chunk],
+        keyword: dict[str, Any],
+        progress: bool = False,
     ) -> None:
-        """Write rows (key, vector, text, source); Milvus computes the BM25 vector of each."""
+        """Write rows (key, vector, keyword terms, source); Milvus computes each row's BM25
+        vector from its terms. ``keyword`` are the keyword index parameters."""
         from tqdm.auto import tqdm
 
         starts = range(0, len(keys), BATCH_ROWS)
         for start in tqdm(starts, desc="Upserting", unit="batch", disable=not progress):
+            batch = range(start, min(start + BATCH_ROWS, len(keys)))
+            terms = keyword_tokens([chunks[i].embed_text for i in batch], keyword)
             rows = [
                 {
                     "pk": int(keys[i]),
                     "vector": np.asarray(vectors[i], dtype=np.float32),
-                    "text": _fit(chunks[i].embed_text),
+                    "text": _fit(" ".join(words)),
                     "source": _fit(chunks[i].source),
                 }
-                for i in range(start, min(start + BATCH_ROWS, len(keys)))
+                for i, words in zip(batch, terms, strict=True)
             ]
             self._send("upsert into", "upsert", rows)
 
@@ -514,7 +532,11 @@ def prepare_collection(
     existing = collection.keys()
     rows = np.arange(len(keys)) if full else np.flatnonzero(~np.isin(keys, existing))
     collection.upsert(
-        keys[rows], vectors[rows], [chunks[i] for i in rows.tolist()], progress=progress
+        keys[rows],
+        vectors[rows],
+        [chunks[i] for i in rows.tolist()],
+        dict(KeywordIndex.params),
+        progress=progress,
     )
     stale = np.setdiff1d(existing, keys)
     return SharedBuild(collection, spec, stale, len(rows))
@@ -567,8 +589,11 @@ class MilvusIndex(LoadedIndex):
         return "milvus"
 
     def check_store(self) -> None:
+        """Raise unless the collection exists, holds vectors of this index's dimension and
+        is loaded for searching."""
         if not self.collection.exists():
             raise self.collection._not_found()
+        self.collection.load()
         dim = self.collection.dim()
         if dim != self.manifest.dim:
             raise IndexMismatchError(
@@ -602,10 +627,11 @@ class MilvusIndex(LoadedIndex):
     def keyword_search(
         self, text: str, n: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        if not text.strip():
+        words = keyword_tokens([text], self.manifest.keyword)[0]
+        if not words:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         keys, scores = self.collection.search(
-            text, n, field="sparse", allowed=self._allowed_keys(allowed)
+            " ".join(words), n, field="sparse", allowed=self._allowed_keys(allowed)
         )
         return self._rows(keys, scores)
 

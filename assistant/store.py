@@ -61,6 +61,7 @@ __all__ = [
     "StoredDocument",
     "VectorStore",
     "ivf_lists",
+    "keyword_tokens",
     "open_index",
     "resolve_index_type",
     "search_params",
@@ -433,16 +434,7 @@ class KeywordIndex:
         return int(self.retriever.scores["num_docs"])
 
     def tokenize(self, query: str) -> list[str]:
-        if self.split_identifiers:
-            query = split_identifiers(query)
-        tokens = _bm25s().tokenize(
-            [query],
-            stopwords=self.params["stopwords"],
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        return list(tokens[0])
+        return keyword_tokens([query], {"split_identifiers": self.split_identifiers})[0]
 
     def search(
         self, query: str, k: int, mask: np.ndarray | None = None
@@ -460,6 +452,24 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         top = top[scores[top] > 0]
         return top.astype(np.int64), scores[top]
+
+
+def keyword_tokens(
+    texts: Sequence[str], params: Mapping[str, Any] | None = None
+) -> list[list[str]]:
+    """Each text as the keyword index sees it: words, without stop words, stemmed (and code
+    identifiers split when ``params`` say so). Defaults are ``KeywordIndex.params``."""
+    p = {**KeywordIndex.params, **(params or {})}
+    if p["split_identifiers"]:
+        texts = [split_identifiers(t) for t in texts]
+    tokens = _bm25s().tokenize(
+        list(texts),
+        stopwords=p["stopwords"],
+        stemmer=_stemmer(),
+        return_ids=False,
+        show_progress=False,
+    )
+    return [list(t) for t in tokens]
 
 
 @lru_cache(maxsize=1)
