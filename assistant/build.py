@@ -40,6 +40,7 @@ from .store import (
     StoredDocument,
     open_index,
     resolve_index_type,
+    resolve_store,
     search_params,
 )
 
@@ -304,8 +305,8 @@ def build_index(
         IndexWriteError: The index could not be written; the previous one still serves.
     """
     started = time.perf_counter()
-    settings = settings or Settings()
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    settings = resolve_store(settings or Settings(), index_dir)
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()

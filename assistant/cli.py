@@ -43,7 +43,8 @@ _STORE = click.option(
     type=click.Choice(STORES),
     default=None,
     help="Where vectors and the keyword index live: index files (faiss) or a shared Milvus "
-    "collection (milvus; needs the scale extra).  [default: faiss, or $NEXUS_STORE]",
+    "collection (milvus; needs the scale extra).  [default: the index's own store, faiss for "
+    "a new index, or $NEXUS_STORE]",
 )
 
 _MILVUS_URI = click.option(

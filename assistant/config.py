@@ -19,6 +19,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_COLLECTION",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
     "FUSION_METHODS",
@@ -35,7 +36,8 @@ FusionMethod = Literal["zscore", "minmax", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
-STORES = ("faiss", "milvus")
+STORES = ("auto", "faiss", "milvus")
+DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
 
 
@@ -84,13 +86,15 @@ class Settings:
             dropped as near-duplicates.
         max_query_chars: Longer queries are trimmed to this many characters.
         store: Where vectors and the keyword index live: ``faiss`` (files in the index
-            folder, default) or ``milvus`` (a Milvus collection that several app replicas
-            share; needs ``pip install 'nexus-assistant[scale]'``). Builds record the choice in
-            the manifest, and searches follow the manifest.
+            folder) or ``milvus`` (a Milvus collection that several app replicas share; needs
+            ``pip install 'nexus-assistant[scale]'``). ``auto`` (default) keeps the store of
+            the index being updated, and is ``faiss`` for a new one. Builds record the choice
+            in the manifest, and searches follow the manifest.
         milvus_uri: The Milvus to use: ``http://host:19530`` for a server or cluster, or a
-            local ``.db`` file run in-process by milvus-lite. Empty means
-            ``<index_dir>/milvus.db`` when building and the manifest's URI when searching.
-        milvus_collection: Name of the collection that holds the chunks.
+            local ``.db`` folder run in-process by milvus-lite. Empty means the manifest's, or
+            ``<index_dir>/milvus.db`` for a new index.
+        milvus_collection: Name of the collection that holds the chunks. Empty means the
+            manifest's, or ``nexus_chunks`` for a new index.
         milvus_token: Credentials for the Milvus server (``user:password`` or an API key);
             read from ``NEXUS_MILVUS_TOKEN``, never written to the manifest or shown.
     """
@@ -117,9 +121,9 @@ class Settings:
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
-    store: str = "faiss"
+    store: str = "auto"
     milvus_uri: str = ""
-    milvus_collection: str = "nexus_chunks"
+    milvus_collection: str = ""
     milvus_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -152,7 +156,7 @@ class Settings:
             raise ConfigError("rrf_k and min_chunk_tokens must be >= 0, max_query_chars >= 1")
         if self.store not in STORES:
             raise ConfigError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
-        if not self.milvus_collection.isidentifier():
+        if self.milvus_collection and not self.milvus_collection.isidentifier():
             raise ConfigError(
                 "milvus_collection must be letters, digits and underscores, not starting with "
                 f"a digit; got {self.milvus_collection!r}"

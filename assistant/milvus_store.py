@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from .chunking import Chunk
-from .config import Settings
+from .config import DEFAULT_COLLECTION, Settings
 from .errors import (
     IndexCorruptError,
     IndexMismatchError,
@@ -517,7 +517,8 @@ def prepare_collection(
     uri = resolve_uri(settings, index_dir)
     if _is_local(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    collection = MilvusCollection(uri, settings.milvus_collection, settings.milvus_token)
+    name = settings.milvus_collection or DEFAULT_COLLECTION
+    collection = MilvusCollection(uri, name, settings.milvus_token)
     spec = milvus_index_spec(len(chunks), settings.exact_search_limit)
     dim = vectors.shape[1]
     if collection.exists() and (collection.encoder() != encoder or collection.dim() != dim):
@@ -576,7 +577,8 @@ class MilvusIndex(LoadedIndex):
     def open(cls, generation: Path, manifest: Manifest, settings: Settings) -> MilvusIndex:
         store = manifest.store
         uri = settings.milvus_uri or str(store["uri"])
-        collection = MilvusCollection(uri, str(store["collection"]), settings.milvus_token)
+        name = settings.milvus_collection or str(store["collection"])
+        collection = MilvusCollection(uri, name, settings.milvus_token)
         return cls(generation, manifest, collection)
 
     def _check_files(self) -> None:

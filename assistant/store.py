@@ -41,8 +41,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .chunking import Chunk
-from .config import Settings
+from .config import DEFAULT_COLLECTION, Settings
 from .errors import (
+    AssistantError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
@@ -64,6 +65,7 @@ __all__ = [
     "keyword_tokens",
     "open_index",
     "resolve_index_type",
+    "resolve_store",
     "search_params",
 ]
 
@@ -1048,6 +1050,29 @@ def _save_atomically(store: Any, path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def resolve_store(settings: Settings, index_dir: Path | str) -> Settings:
+    """``settings`` with the store to build into made explicit.
+
+    What is not given follows the index being updated, so a plain ``nexus build`` keeps the
+    store, Milvus address and collection it was first built with; a new index goes to FAISS,
+    or for Milvus to the collection ``nexus_chunks`` of a milvus-lite folder beside it.
+    """
+    try:
+        built = read_manifest(current_generation(Path(index_dir))).store
+    except AssistantError:
+        built = {}
+    kind = settings.store if settings.store != "auto" else built.get("kind", "faiss")
+    if kind != "milvus":
+        return settings.replace(store=kind)
+    same = built.get("kind") == "milvus"
+    return settings.replace(
+        store=kind,
+        milvus_uri=settings.milvus_uri or (str(built["uri"]) if same else ""),
+        milvus_collection=settings.milvus_collection
+        or (str(built["collection"]) if same else DEFAULT_COLLECTION),
+    )
 
 
 def open_index(

@@ -70,6 +70,19 @@ def test_the_manifest_records_the_store_but_never_the_token(
 
 
 @pytest.mark.scale
+def test_a_plain_rebuild_keeps_the_store_address_and_collection(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings, lite_uri: str
+) -> None:
+    build_index(corpus, index_dir, settings=_milvus(settings, lite_uri, "kept"), encoder=encoder)
+    (corpus / "notes.txt").unlink()
+    report = build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert report.index_type == "milvus:FLAT" and report.embedded == 0
+    nexus = Assistant.load(index_dir, settings=settings, encoder=encoder)
+    assert nexus.manifest.store["collection"] == "kept" and nexus.manifest.store["uri"] == lite_uri
+    assert len(nexus.index.collection.keys()) == report.chunks  # type: ignore[attr-defined]
+
+
+@pytest.mark.scale
 def test_a_missing_collection_says_how_to_build_it(
     corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings, lite_uri: str
 ) -> None:

@@ -37,7 +37,7 @@ def lite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def store_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """The test settings on one store; each Milvus test gets a collection of its own."""
     if request.param == "faiss":
-        return settings
+        return settings.replace(store="faiss")
     pytest.importorskip("pymilvus")
     uri = request.getfixturevalue("lite_uri")
     return settings.replace(
