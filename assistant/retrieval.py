@@ -265,8 +265,12 @@ class Assistant:
         if latest == self.index.path:
             return False
         fresh = open_index(self.index.path.parent, settings=self.settings)
-        fresh.check_store()
-        _check_encoder(fresh.manifest, self.encoder)
+        try:
+            fresh.check_store()
+            _check_encoder(fresh.manifest, self.encoder)
+        except AssistantError:
+            fresh.close()
+            raise
         old, self.index = self.index, fresh
         log.info("switched to index generation %s", fresh.manifest.generation)
         del old  # closed when the last search using it lets go
