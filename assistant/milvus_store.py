@@ -200,7 +200,8 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _missing_collection(exc: BaseException) -> bool:
-    return "does not exist" in str(exc) or "not found" in str(exc).lower()
+    message = str(exc).lower()
+    return "collection" in message and ("does not exist" in message or "not found" in message)
 
 
 class MilvusCollection:

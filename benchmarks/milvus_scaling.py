@@ -1,13 +1,14 @@
-"""FAISS against Milvus (milvus-lite) at 100k and 1M vectors: build, latency, recall, memory.
+"""FAISS against Milvus (milvus-lite) at 100k+ vectors: build, latency, recall, memory.
 
 The vectors are the scaling benchmark's synthetic set (``benchmarks/scaling.py``: points
 between real all-MiniLM-L6-v2 chunk vectors, shaped like them), read back from the exact index
-that benchmark keeps under ``benchmarks/data/scaling/<size>/exact.faiss``; the queries are its
-403 real questions. Each store runs in a fresh process, so its memory is its own, and is used
-the way the app uses it:
+that benchmark keeps under ``benchmarks/data/scaling/<size>/exact.faiss`` (or the first
+``size`` vectors of a larger set); the queries are its 403 real questions. Each store runs in
+a fresh process, so its memory is its own, and is used the way the app uses it:
 
 - FAISS: ``FaissStore.build`` with the automatic choice (``IVF<~sqrt n>,SQ8``, 32 lists
-  probed), written to a file.
+  probed) and ``KeywordIndex.build`` (bm25s) over the same synthetic texts Milvus gets,
+  both written to files.
 - Milvus: ``MilvusCollection`` creates the collection Nexus builds (vector, BM25 text,
   source), upserts every row in batches of 1,000 with a synthetic 60-word text (words drawn
   from a Zipf-like vocabulary, so the BM25 function has work like real chunks give it), and
@@ -15,15 +16,16 @@ the way the app uses it:
 
 Build time runs until the first search can be served. Latency is one question at a time for
 100 neighbours (what hybrid search asks of the dense side), after 20 warm-up questions;
-recall@10 compares the first ten with exact search; keyword latency is a BM25 search for three
-vocabulary words. Memory is the process's peak and final resident set (``VmHWM``, ``VmRSS``)
-minus what it held before building (the vectors themselves, read for both), and the size on
-disk of what the store wrote.
+recall@10 compares the first ten with exact search; keyword latency is a BM25 search for
+three vocabulary words (bm25s for FAISS, the collection's BM25 for Milvus). Memory is the
+process's peak and final resident set (``VmHWM``, ``VmRSS``) minus what it held before
+building (the vectors themselves, read for both), and the size on disk of what the store
+wrote.
 
 Usage::
 
     .venv/bin/python benchmarks/milvus_scaling.py --size 100000 --json OUT.json
-    .venv/bin/python benchmarks/milvus_scaling.py --size 1000000 --stores milvus --json OUT.json
+    .venv/bin/python benchmarks/milvus_scaling.py --size 300000 --queries 100 --json OUT.json
 """
 
 from __future__ import annotations
@@ -61,13 +63,16 @@ def disk_bytes(path: Path) -> int:
 
 
 def load_vectors(size: int) -> np.ndarray:
+    """The synthetic set of ``size`` vectors, or the first ``size`` of a larger one."""
     import faiss
 
-    path = WORK / str(size) / "exact.faiss"
-    if not path.exists():
-        raise SystemExit(f"{path} is missing; run benchmarks/scaling.py --size {size} first")
-    index = faiss.read_index(str(path))
-    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+    kept = sorted(int(p.parent.name) for p in WORK.glob("*/exact.faiss") if p.parent.name.isdigit())
+    fits = [n for n in kept if n >= size]
+    if not fits:
+        raise SystemExit(f"no synthetic set of {size}+ vectors; run benchmarks/scaling.py first")
+    path = WORK / str(fits[0]) / "exact.faiss"
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    return np.asarray(index.reconstruct_n(0, size), dtype=np.float32)
 
 
 def texts(n: int, seed: int = 0) -> list[str]:
@@ -103,23 +108,39 @@ def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
 def run_faiss(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str, Any]:
     import faiss
 
-    from assistant.store import FaissStore, resolve_index_type, search_params
+    from assistant.store import FaissStore, KeywordIndex, resolve_index_type, search_params
 
     index_type = resolve_index_type("auto", len(vectors), 15_000)
+    corpus = texts(len(vectors))
     tick = time.perf_counter()
     store = FaissStore.build(vectors, index_type, search_params(index_type))
+    dense_s = time.perf_counter() - tick
+    keyword = KeywordIndex.build(corpus)
     build_s = time.perf_counter() - tick
-    path = out / "dense.faiss"
-    store.save(path)
+    store.save(out / "dense.faiss")
+    keyword.save(out / "keyword")
     faiss.omp_set_num_threads(1)
     times, found = latencies(lambda q: store.search(q[None, :], CANDIDATES)[1][0], queries)
+    keyword_times = []
+    for text in keyword_queries(len(queries)):
+        tick = time.perf_counter()
+        keyword.search(text, CANDIDATES)
+        keyword_times.append((time.perf_counter() - tick) * 1000)
     return {
         "index": index_type,
+        "dense_build_s": round(dense_s, 1),
         "build_s": round(build_s, 1),
-        "disk_bytes": disk_bytes(path),
+        "disk_bytes": disk_bytes(out / "dense.faiss") + disk_bytes(out / "keyword"),
         "dense": summary(times),
+        "keyword": summary(keyword_times),
         "found": found,
     }
+
+
+def keyword_queries(n: int) -> list[str]:
+    """``n`` queries of three words from the 2,000 most common of the vocabulary."""
+    rng = np.random.default_rng(1)
+    return [" ".join(f"w{w}" for w in rng.integers(0, 2_000, 3)) for _ in range(n)]
 
 
 def run_milvus(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str, Any]:
@@ -157,10 +178,8 @@ def run_milvus(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str,
         return collection.search(q, CANDIDATES, field="vector", params=spec.search)[0]
 
     times, found = latencies(dense, queries)
-    rng = np.random.default_rng(1)
-    words = [" ".join(f"w{w}" for w in rng.integers(0, 2_000, 3)) for _ in range(len(queries))]
     keyword_times = []
-    for text in words:
+    for text in keyword_queries(len(queries)):
         tick = time.perf_counter()
         collection.search(text, CANDIDATES, field="sparse")
         keyword_times.append((time.perf_counter() - tick) * 1000)
@@ -177,12 +196,12 @@ def run_milvus(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str,
     }
 
 
-def run(store: str, size: int) -> dict[str, Any]:
+def run(store: str, size: int, n_queries: int) -> dict[str, Any]:
     """One store at one size, in this process; prints a JSON line."""
     import faiss
 
     vectors = load_vectors(size)
-    queries = np.load(WORK / "questions-403.npy")
+    queries = np.load(WORK / "questions-403.npy")[:n_queries]
     _, truth = faiss.knn(queries, vectors, CANDIDATES, metric=faiss.METRIC_INNER_PRODUCT)
     out = WORK / str(size) / f"store-{store}"
     out.mkdir(parents=True, exist_ok=True)
@@ -208,16 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--stores", default="faiss,milvus")
+    parser.add_argument(
+        "--queries", type=int, default=403, help="questions timed (milvus-lite: ~1 s each at 300k)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--one", choices=("faiss", "milvus"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run(args.one, args.size)), flush=True)
+        print(json.dumps(run(args.one, args.size, args.queries)), flush=True)
         return 0
     rows = []
     for store in args.stores.split(","):
+        command = [sys.executable, __file__, "--size", str(args.size)]
         done = subprocess.run(
-            [sys.executable, __file__, "--size", str(args.size), "--one", store],
+            [*command, "--queries", str(args.queries), "--one", store],
             check=True,
             capture_output=True,
             text=True,
