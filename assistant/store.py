@@ -14,6 +14,11 @@ Layout of an index folder::
 
 A build writes a new generation into a temporary folder, renames it into place and only then
 points ``CURRENT`` at it. A build that crashes at any step leaves the served generation alone.
+
+A generation built with ``store="milvus"`` has no ``dense.faiss`` or ``keyword/``: its
+manifest names the Milvus collection that holds both (see :mod:`assistant.milvus_store`), and
+:func:`open_index` opens it there. Retrieval talks to either through the same methods of
+:class:`LoadedIndex` (``dense_search``, ``keyword_search``, ``vectors_of``).
 """
 
 from __future__ import annotations
@@ -407,7 +412,6 @@ class KeywordIndex:
         self.retriever = retriever
         own = self.params if params is None else params
         self.split_identifiers = bool(own.get("split_identifiers", False))
-        self._stemmer = _stemmer()
 
     @classmethod
     def build(cls, texts: Sequence[str], params: dict[str, Any] | None = None) -> KeywordIndex:
