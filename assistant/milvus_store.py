@@ -233,7 +233,7 @@ class MilvusCollection:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return action(self.client)
-            except StoreError:
+            except (StoreError, MissingDependencyError):
                 raise
             except Exception as exc:
                 if _missing_collection(exc):
