@@ -40,6 +40,7 @@ from .store import (
     StoredDocument,
     open_index,
     resolve_index_type,
+    resolve_store,
     search_params,
 )
 
@@ -57,8 +58,10 @@ class BuildReport:
     ``parse``, ``tokenize`` (count word pieces for chunking), ``chunk`` (the rest of
     chunking), ``reuse`` (fetch unchanged documents' chunks from the previous index),
     ``embed`` (with the ray executor, starting or joining the cluster and its workers
-    included), ``dense`` (build the FAISS index), ``keyword`` (build BM25) and ``write``
-    (store and publish the generation). ``executor`` says where new chunks were embedded.
+    included), ``dense`` (build the FAISS index, or upsert the new chunks into the Milvus
+    collection, which computes their BM25 vectors itself), ``keyword`` (build BM25) and
+    ``write`` (store and publish the generation). ``executor`` says where new chunks were
+    embedded.
     """
 
     index_dir: str
@@ -94,16 +97,24 @@ def _chunking_params(settings: Settings, encoder: Encoder) -> dict[str, int]:
 
 
 def _previous_index(
-    index_dir: Path, encoder: Encoder, probe: list[float], chunking: dict[str, int]
+    index_dir: Path,
+    encoder: Encoder,
+    probe: list[float],
+    chunking: dict[str, int],
+    settings: Settings,
 ) -> LoadedIndex | None:
     """The index to reuse work from, or None when there is none or it cannot be reused."""
     try:
-        previous = open_index(index_dir)
+        previous = open_index(index_dir, settings=settings)
     except AssistantError as exc:
         if index_dir.joinpath("CURRENT").exists():
             log.warning("previous index not reusable (%s); building from scratch", exc)
         return None
     manifest = previous.manifest
+    if len(previous.vectors) != manifest.chunks:  # a Milvus replica's copy without vectors
+        log.warning("the previous index keeps no vectors; building from scratch")
+        previous.close()
+        return None
     same_encoder = manifest.encoder_name == encoder.name and manifest.dim == encoder.dim
     similarity = probe_similarity(manifest.encoder.get("probe", []), probe)
     if same_encoder and similarity < SAME_ENCODER_COSINE:
@@ -314,8 +325,8 @@ def build_index(
         IndexWriteError: The index could not be written; the previous one still serves.
     """
     started = time.perf_counter()
-    settings = settings or Settings()
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    settings = resolve_store(settings or Settings(), index_dir)
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
@@ -332,7 +343,7 @@ def build_index(
     seconds["model"] = time.perf_counter() - tick
     chunking = _chunking_params(settings, encoder)
     tick = time.perf_counter()
-    previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
+    previous = None if full else _previous_index(index_dir, encoder, probe, chunking, settings)
     seconds["reuse"] = time.perf_counter() - tick
     collected = _Collected()
     if documents is None:
@@ -367,12 +378,32 @@ def build_index(
 
     tick = time.perf_counter()
     chunks, stored = collected.chunks, collected.documents
-    index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
-    index_params = search_params(index_type)
-    dense = FaissStore.build(vectors, index_type, index_params)
+    shared, dense, keyword, store = None, None, None, {}
+    if settings.store == "milvus":
+        # The collection holds vectors and keyword index; see milvus_store for the ordering.
+        from .milvus_store import prepare_collection
+
+        shared = prepare_collection(
+            settings,
+            index_dir,
+            encoder=encoder.name,
+            chunks=chunks,
+            vectors=vectors,
+            full=previous is None,
+            progress=progress,
+        )
+        index_type, index_params = f"milvus:{shared.spec.index_type}", shared.spec.search
+        store = shared.manifest()
+    else:
+        index_type = resolve_index_type(
+            settings.index_type, len(chunks), settings.exact_search_limit
+        )
+        index_params = search_params(index_type)
+        dense = FaissStore.build(vectors, index_type, index_params)
     seconds["dense"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    keyword = KeywordIndex.build([c.embed_text for c in chunks])
+    if shared is None:
+        keyword = KeywordIndex.build([c.embed_text for c in chunks])
     seconds["keyword"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -402,10 +433,13 @@ def build_index(
         "documents": len(stored),
         "chunks": len(chunks),
         "skipped": len(collected.skipped),
+        "store": store,
     }
     with IndexWriter(index_dir) as writer:
         writer.write(stored, chunks, vectors, dense, keyword, manifest_fields)
         manifest = writer.commit()
+    if shared is not None:
+        shared.finish()
     seconds["write"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     report = BuildReport(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -19,11 +19,13 @@ from .errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_COLLECTION",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
     "EXECUTORS",
     "FUSION_METHODS",
     "SEARCH_MODES",
+    "STORES",
     "Executor",
     "FusionMethod",
     "SearchMode",
@@ -38,6 +40,8 @@ Executor = Literal["local", "ray"]
 EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+STORES = ("auto", "faiss", "milvus")
+DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
 
 
@@ -102,6 +106,18 @@ class Settings:
             the cluster ``RAY_ADDRESS`` names, as Ray itself does).
         ray_workers: Embedding workers on Ray; 0 puts one on every node. The cluster's CPUs
             are shared out evenly and each worker runs as many threads as it holds CPUs.
+        store: Where vectors and the keyword index live: ``faiss`` (files in the index
+            folder) or ``milvus`` (a Milvus collection that several app replicas share; needs
+            ``pip install 'nexus-assistant[scale]'``). ``auto`` (default) keeps the store of
+            the index being updated, and is ``faiss`` for a new one. Builds record the choice
+            in the manifest, and searches follow the manifest.
+        milvus_uri: The Milvus to use: ``http://host:19530`` for a server or cluster, or a
+            local ``.db`` folder run in-process by milvus-lite. Empty means the manifest's, or
+            ``<index_dir>/milvus.db`` for a new index.
+        milvus_collection: Name of the collection that holds the chunks. Empty means the
+            manifest's, or ``nexus_chunks`` for a new index.
+        milvus_token: Credentials for the Milvus server (``user:password`` or an API key);
+            read from ``NEXUS_MILVUS_TOKEN``, never written to the manifest or shown.
     """
 
     corpus_dir: Path = Path("corpus")
@@ -131,6 +147,10 @@ class Settings:
     executor: Executor = "local"
     ray_address: str = ""
     ray_workers: int = 0
+    store: str = "auto"
+    milvus_uri: str = ""
+    milvus_collection: str = ""
+    milvus_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "chunk_tokens", "max_file_bytes", "top_k", "candidates")
@@ -172,6 +192,13 @@ class Settings:
         if self.ray_workers < 0:
             raise ConfigError(
                 f"ray_workers must be 0 (one per node) or more, got {self.ray_workers}"
+            )
+        if self.store not in STORES:
+            raise ConfigError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
+        if self.milvus_collection and not self.milvus_collection.isidentifier():
+            raise ConfigError(
+                "milvus_collection must be letters, digits and underscores, not starting with "
+                f"a digit; got {self.milvus_collection!r}"
             )
         if not self.model.strip():
             raise ConfigError("model must name a sentence-transformers model or a local path")

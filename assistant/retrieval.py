@@ -23,8 +23,8 @@ from .embedding import (
     probe_vector,
     serving_backend,
 )
-from .errors import IndexMismatchError, QueryError
-from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
+from .errors import AssistantError, IndexMismatchError, QueryError
+from .store import LoadedIndex, Manifest, current_generation, open_index
 
 __all__ = [
     "MAX_FILTER_CHARS",
@@ -255,12 +255,20 @@ class Assistant:
                 error rather than silently wrong answers.
 
         Raises:
-            IndexNotFoundError: Nothing is built at ``index_dir``.
-            IndexMismatchError: The index was built with another model or format.
+            IndexNotFoundError: Nothing is built at ``index_dir``, or the Milvus collection it
+                was built into is missing.
+            IndexMismatchError: The index was built with another model or format, or the
+                collection's vectors have another dimension.
             IndexCorruptError: A file is damaged beyond repair.
+            StoreError: The Milvus server the index lives on cannot be reached.
         """
         settings = settings or Settings()
-        index = open_index(index_dir)
+        index = open_index(index_dir, settings=settings)
+        try:
+            index.check_store()
+        except AssistantError:
+            index.close()
+            raise
         built_with = index.manifest.encoder_name
         if model is not None and canonical_model_name(model) != built_with:
             index.close()
@@ -292,8 +300,13 @@ class Assistant:
         latest = current_generation(self.index.path.parent)
         if latest == self.index.path:
             return False
-        fresh = open_index(self.index.path.parent)
-        _check_encoder(fresh.manifest, self.encoder)
+        fresh = open_index(self.index.path.parent, settings=self.settings)
+        try:
+            fresh.check_store()
+            _check_encoder(fresh.manifest, self.encoder)
+        except AssistantError:
+            fresh.close()
+            raise
         old, self.index = self.index, fresh
         log.info("switched to index generation %s", fresh.manifest.generation)
         del old  # closed when the last search using it lets go
@@ -330,14 +343,10 @@ class Assistant:
         qvec = self._embed_query(text) if mode != "keyword" else None
         dense_ids, dense_scores = empty_ids, empty_scores
         if qvec is not None:
-            dense_ids, dense_scores = _dense_search(index, qvec, n, allowed)
+            dense_ids, dense_scores = index.dense_search(qvec, n, allowed)
         keyword_ids, keyword_scores, peak = empty_ids, empty_scores, None
         if mode != "semantic":
-            mask = None
-            if allowed is not None:
-                mask = np.zeros(len(index.vectors), dtype=np.float32)
-                mask[allowed] = 1.0
-            keyword_ids, keyword_scores = index.keyword.search(text, max(n, PEAK_RANK), mask)
+            keyword_ids, keyword_scores = index.keyword_search(text, max(n, PEAK_RANK), allowed)
             peak = keyword_peak(keyword_scores)
             keyword_ids, keyword_scores = keyword_ids[:n], keyword_scores[:n]
         return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores, peak)
@@ -394,7 +403,7 @@ class Assistant:
         ranked = ranked[:k]
         ids = [cid for cid, _ in ranked]
         chunks = index.chunks(ids)
-        cosines = (index.vectors[ids] @ qvec).tolist() if qvec is not None and ids else []
+        cosines = (index.vectors_of(ids) @ qvec).tolist() if qvec is not None and ids else []
         dense_rank = {cid: r for r, cid in enumerate(dense_ids, start=1)}
         keyword_rank = {cid: r for r, cid in enumerate(keyword_ids, start=1)}
         return [
@@ -452,28 +461,6 @@ def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:
         )
 
 
-def _dense_search(
-    index: LoadedIndex, qvec: np.ndarray, n: int, allowed: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Chunk ids and cosines of the ``n`` nearest chunks, best first."""
-    if allowed is None:
-        scores, ids = index.dense.search(qvec[None, :], n)
-        keep = ids[0] >= 0
-        found = ids[0][keep].astype(np.int64)
-        if index.manifest.index_type == "Flat":
-            return found, scores[0][keep].astype(np.float32)
-        # Approximate indexes score candidates from compressed codes or in graph order; the
-        # stored vectors give every candidate its exact cosine for a fraction of a millisecond.
-        exact = np.asarray(index.vectors[found]) @ qvec
-        order = np.argsort(-exact, kind="stable")
-        return found[order], exact[order].astype(np.float32)
-    # A filter can exclude most of the index; exact search over the allowed rows stays
-    # correct where an approximate index would return too few matches.
-    scores, rows = exact_search(np.asarray(index.vectors[allowed]), qvec[None, :], n)
-    keep = rows[0] >= 0
-    return allowed[rows[0][keep]].astype(np.int64), scores[0][keep].astype(np.float32)
-
-
 def _drop_near_duplicates(
     index: LoadedIndex, ranked: list[tuple[int, float]], k: int, threshold: float
 ) -> list[tuple[int, float]]:
@@ -481,7 +468,7 @@ def _drop_near_duplicates(
     if len(ranked) < 2:
         return ranked
     pool = ranked[: 3 * k]
-    vectors = np.asarray(index.vectors[[cid for cid, _ in pool]])
+    vectors = index.vectors_of([cid for cid, _ in pool])
     kept: list[int] = []
     for i in range(len(pool)):
         if kept and float(np.max(vectors[kept] @ vectors[i])) > threshold:
