@@ -28,6 +28,7 @@ from .errors import (
     IndexWriteError,
     MissingDependencyError,
     QueryError,
+    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ __all__ = [
     "MissingDependencyError",
     "QueryError",
     "Settings",
+    "StoreError",
     "build_index",
     "corpus_changes",
 ]

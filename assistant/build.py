@@ -40,6 +40,7 @@ from .store import (
     StoredDocument,
     open_index,
     resolve_index_type,
+    resolve_store,
     search_params,
 )
 
@@ -56,8 +57,11 @@ class BuildReport:
     ``model`` (load the encoder and embed the probe text), ``read`` (read and hash files),
     ``parse``, ``tokenize`` (count word pieces for chunking), ``chunk`` (the rest of
     chunking), ``reuse`` (fetch unchanged documents' chunks from the previous index),
-    ``embed``, ``dense`` (build the FAISS index), ``keyword`` (build BM25) and ``write``
-    (store and publish the generation).
+    ``embed`` (with the ray executor, starting or joining the cluster and its workers
+    included), ``dense`` (build the FAISS index, or upsert the new chunks into the Milvus
+    collection, which computes their BM25 vectors itself), ``keyword`` (build BM25) and
+    ``write`` (store and publish the generation). ``executor`` says where new chunks were
+    embedded.
     """
 
     index_dir: str
@@ -71,12 +75,14 @@ class BuildReport:
     index_type: str
     full: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    executor: str = "local"
 
     def summary(self) -> str:
         mode = "full" if self.full else "incremental"
         return (
             f"{mode} build of {self.documents} documents → {self.chunks} chunks "
-            f"({self.embedded} embedded, {self.reused} reused, {len(self.skipped)} files "
+            f"({self.embedded} embedded{' on Ray' if self.executor == 'ray' else ''}, "
+            f"{self.reused} reused, {len(self.skipped)} files "
             f"skipped) in {self.seconds.get('total', 0.0):.1f}s; index {self.index_type} "
             f"at {self.index_dir}"
         )
@@ -91,16 +97,24 @@ def _chunking_params(settings: Settings, encoder: Encoder) -> dict[str, int]:
 
 
 def _previous_index(
-    index_dir: Path, encoder: Encoder, probe: list[float], chunking: dict[str, int]
+    index_dir: Path,
+    encoder: Encoder,
+    probe: list[float],
+    chunking: dict[str, int],
+    settings: Settings,
 ) -> LoadedIndex | None:
     """The index to reuse work from, or None when there is none or it cannot be reused."""
     try:
-        previous = open_index(index_dir)
+        previous = open_index(index_dir, settings=settings)
     except AssistantError as exc:
         if index_dir.joinpath("CURRENT").exists():
             log.warning("previous index not reusable (%s); building from scratch", exc)
         return None
     manifest = previous.manifest
+    if len(previous.vectors) != manifest.chunks:  # a Milvus replica's copy without vectors
+        log.warning("the previous index keeps no vectors; building from scratch")
+        previous.close()
+        return None
     same_encoder = manifest.encoder_name == encoder.name and manifest.dim == encoder.dim
     similarity = probe_similarity(manifest.encoder.get("probe", []), probe)
     if same_encoder and similarity < SAME_ENCODER_COSINE:
@@ -242,11 +256,27 @@ def _collect(
         out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
 
 
+def _document_embedder(
+    settings: Settings, encoder: Encoder, probe: list[float], cache_dir: Path, progress: bool
+) -> Callable[[list[str]], np.ndarray]:
+    """Where new chunks are embedded: by ``encoder`` here, or on Ray workers with the same
+    model (see :mod:`assistant.ray_embedding`)."""
+    if settings.executor == "local":
+        return partial(encoder.encode, kind="document", progress=progress)
+    from .ray_embedding import EncoderRecipe, embed_on_ray
+
+    recipe = EncoderRecipe.for_encoder(encoder, settings, cache_dir)
+    return partial(embed_on_ray, recipe=recipe, probe=probe, dim=encoder.dim, progress=progress)
+
+
 def _vectors(
-    collected: _Collected, previous: LoadedIndex | None, encoder: Encoder, progress: bool
+    collected: _Collected,
+    previous: LoadedIndex | None,
+    dim: int,
+    embed: Callable[[list[str]], np.ndarray],
 ) -> tuple[np.ndarray, int]:
     """One vector per chunk: copied from the previous index or freshly embedded."""
-    vectors = np.empty((len(collected.chunks), encoder.dim), dtype=np.float32)
+    vectors = np.empty((len(collected.chunks), dim), dtype=np.float32)
     to_embed = [i for i, ref in enumerate(collected.reuse) if ref is None]
     old = [(i, ref) for i, ref in enumerate(collected.reuse) if ref is not None]
     if old:
@@ -257,7 +287,7 @@ def _vectors(
         texts = [collected.chunks[i].embed_text for i in to_embed]
         distinct = list(dict.fromkeys(texts))
         row_of = {text: row for row, text in enumerate(distinct)}
-        embedded = encoder.encode(distinct, kind="document", progress=progress)
+        embedded = embed(distinct)
         vectors[to_embed] = embedded[[row_of[text] for text in texts]]
     return vectors, len(to_embed)
 
@@ -295,8 +325,8 @@ def build_index(
         IndexWriteError: The index could not be written; the previous one still serves.
     """
     started = time.perf_counter()
-    settings = settings or Settings()
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    settings = resolve_store(settings or Settings(), index_dir)
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
@@ -313,7 +343,7 @@ def build_index(
     seconds["model"] = time.perf_counter() - tick
     chunking = _chunking_params(settings, encoder)
     tick = time.perf_counter()
-    previous = None if full else _previous_index(index_dir, encoder, probe, chunking)
+    previous = None if full else _previous_index(index_dir, encoder, probe, chunking, settings)
     seconds["reuse"] = time.perf_counter() - tick
     collected = _Collected()
     if documents is None:
@@ -339,7 +369,8 @@ def build_index(
                 f"{len(collected.skipped)} skipped); add .md, .rst, .txt or .html documents"
             )
         tick = time.perf_counter()
-        vectors, embedded = _vectors(collected, previous, encoder, progress)
+        embed = _document_embedder(settings, encoder, probe, index_dir / "encoders", progress)
+        vectors, embedded = _vectors(collected, previous, encoder.dim, embed)
         seconds["embed"] = time.perf_counter() - tick
     finally:
         if previous is not None:
@@ -347,12 +378,32 @@ def build_index(
 
     tick = time.perf_counter()
     chunks, stored = collected.chunks, collected.documents
-    index_type = resolve_index_type(settings.index_type, len(chunks), settings.exact_search_limit)
-    index_params = search_params(index_type)
-    dense = FaissStore.build(vectors, index_type, index_params)
+    shared, dense, keyword, store = None, None, None, {}
+    if settings.store == "milvus":
+        # The collection holds vectors and keyword index; see milvus_store for the ordering.
+        from .milvus_store import prepare_collection
+
+        shared = prepare_collection(
+            settings,
+            index_dir,
+            encoder=encoder.name,
+            chunks=chunks,
+            vectors=vectors,
+            full=previous is None,
+            progress=progress,
+        )
+        index_type, index_params = f"milvus:{shared.spec.index_type}", shared.spec.search
+        store = shared.manifest()
+    else:
+        index_type = resolve_index_type(
+            settings.index_type, len(chunks), settings.exact_search_limit
+        )
+        index_params = search_params(index_type)
+        dense = FaissStore.build(vectors, index_type, index_params)
     seconds["dense"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    keyword = KeywordIndex.build([c.embed_text for c in chunks])
+    if shared is None:
+        keyword = KeywordIndex.build([c.embed_text for c in chunks])
     seconds["keyword"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -382,10 +433,13 @@ def build_index(
         "documents": len(stored),
         "chunks": len(chunks),
         "skipped": len(collected.skipped),
+        "store": store,
     }
     with IndexWriter(index_dir) as writer:
         writer.write(stored, chunks, vectors, dense, keyword, manifest_fields)
         manifest = writer.commit()
+    if shared is not None:
+        shared.finish()
     seconds["write"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     report = BuildReport(
@@ -400,6 +454,7 @@ def build_index(
         index_type=index_type,
         full=previous is None,
         seconds={k: round(v, 3) for k, v in seconds.items()},
+        executor=settings.executor,
     )
     log.info(report.summary())
     return report

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .config import BACKENDS, SEARCH_MODES, SearchMode, Settings
+from .config import BACKENDS, EXECUTORS, SEARCH_MODES, STORES, SearchMode, Settings
 from .errors import AssistantError
 
 __all__ = ["cli", "main"]
@@ -35,6 +35,23 @@ _BACKEND = click.option(
     default=None,
     help="What computes the vectors (onnx: the model on ONNX Runtime, exported once; torch: "
     "the same vectors on PyTorch).  [default: onnx, or $NEXUS_BACKEND]",
+)
+
+
+_STORE = click.option(
+    "--store",
+    type=click.Choice(STORES),
+    default=None,
+    help="Where vectors and the keyword index live: index files (faiss) or a shared Milvus "
+    "collection (milvus; needs the scale extra).  [default: the index's own store, faiss for "
+    "a new index, or $NEXUS_STORE]",
+)
+
+_MILVUS_URI = click.option(
+    "--milvus-uri",
+    default=None,
+    help="Milvus server (http://host:19530) or milvus-lite file (*.db); token from "
+    "$NEXUS_MILVUS_TOKEN.  [default: the manifest's, or <index>/milvus.db when building]",
 )
 
 
@@ -79,7 +96,28 @@ def cli(verbose: bool) -> None:
 @_INDEX
 @click.option("--model", default=None, help="sentence-transformers model name or local path.")
 @_BACKEND
+@_STORE
+@_MILVUS_URI
 @click.option("--full", is_flag=True, help="Re-embed everything instead of reusing chunks.")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=None,
+    help="Where new chunks are embedded: here, or on Ray workers (needs the scale extra).  "
+    "[default: local, or $NEXUS_EXECUTOR]",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="Ray cluster to embed on (auto, HOST:PORT, ray://HOST:10001); without it a local "
+    "Ray instance is started.  [$NEXUS_RAY_ADDRESS]",
+)
+@click.option(
+    "--ray-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Embedding workers on Ray, each loading the model once.  [default: one per node]",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 def build(
@@ -87,7 +125,12 @@ def build(
     index_dir: Path | None,
     model: str | None,
     backend: str | None,
+    store: str | None,
+    milvus_uri: str | None,
     full: bool,
+    executor: str | None,
+    ray_address: str | None,
+    ray_workers: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -96,10 +139,24 @@ def build(
     \b
     Example:
         nexus build --corpus ~/docs --index ~/docs-index --model all-MiniLM-L6-v2
+        nexus build --corpus ~/docs --store milvus --milvus-uri http://milvus:19530
+        nexus build --executor ray --ray-address auto   # embed on a Ray cluster
     """
     from .build import build_index
 
-    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir, model=model, backend=backend)
+    settings = _settings(
+        corpus_dir=corpus_dir,
+        index_dir=index_dir,
+        model=model,
+        backend=backend,
+        store=store,
+        milvus_uri=milvus_uri,
+        executor=executor,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
+    )
+    if settings.executor != "ray" and (ray_address or ray_workers):
+        raise click.ClickException("--ray-address and --ray-workers need --executor ray")
     try:
         report = build_index(
             settings.corpus_dir,
@@ -133,6 +190,7 @@ def build(
 @click.option("--category", default=None, help="Only documents in this top-level folder.")
 @click.option("--path", "path_glob", default=None, help="Only documents matching this glob.")
 @_BACKEND
+@_MILVUS_URI
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 def search(
     query: str | None,
@@ -142,6 +200,7 @@ def search(
     category: str | None,
     path_glob: str | None,
     backend: str | None,
+    milvus_uri: str | None,
     as_json: bool,
 ) -> None:
     """Search the index; the query comes from the argument, or from stdin when it is "-".
@@ -153,7 +212,9 @@ def search(
     """
     from .retrieval import Assistant
 
-    settings = _settings(index_dir=index_dir, top_k=k, mode=mode, backend=backend)
+    settings = _settings(
+        index_dir=index_dir, top_k=k, mode=mode, backend=backend, milvus_uri=milvus_uri
+    )
     if query is None or query == "-":
         # Searching trims queries anyway; reading no further bounds memory on endless input.
         query = sys.stdin.read(4 * settings.max_query_chars)
@@ -214,6 +275,11 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     click.echo(f"chunks      {manifest.chunks}")
     click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
     click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
+    if manifest.store:
+        click.echo(
+            f"store       Milvus collection {manifest.store.get('collection')} "
+            f"on {manifest.store.get('uri')}"
+        )
     categories = ", ".join(f"{c or '(top level)'} {n}" for c, n in index.categories())
     click.echo(f"categories  {categories}")
     click.echo(f"corpus      {corpus}: {freshness}")
@@ -251,6 +317,8 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     help="Mode(s) to evaluate.  [default: all three]",
 )
 @_BACKEND
+@_STORE
+@_MILVUS_URI
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -277,6 +345,8 @@ def evaluate(
     index_dir: Path | None,
     modes: tuple[SearchMode, ...],
     backend: str | None,
+    store: str | None,
+    milvus_uri: str | None,
     out: Path | None,
     plot: Path | None,
     whole_documents: bool,
@@ -307,7 +377,7 @@ def evaluate(
     )
     from .retrieval import Assistant
 
-    settings = _settings(index_dir=index_dir, backend=backend)
+    settings = _settings(index_dir=index_dir, backend=backend, store=store, milvus_uri=milvus_uri)
     modes = modes or SEARCH_MODES
     if not question_files and not beir_dirs:
         question_files = (Path("benchmarks/questions.jsonl"),)
@@ -352,6 +422,7 @@ def evaluate(
 def _search_settings(settings: Settings) -> dict[str, Any]:
     """The settings that decide a ranking, recorded with every result."""
     names = (
+        "store",
         "model",
         "chunk_tokens",
         "chunk_overlap",
@@ -359,6 +430,8 @@ def _search_settings(settings: Settings) -> dict[str, Any]:
         "candidates",
         "fusion",
         "keyword_weight",
+        "keyword_peak_low",
+        "keyword_peak_high",
         "rrf_k",
     )
     return {name: getattr(settings, name) for name in names}
@@ -403,6 +476,8 @@ def _show_beir(row: dict[str, Any], as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, help="Port to listen on.")
 @click.option("--no-build", is_flag=True, help="Serve the index as it is, even if stale.")
+@_STORE
+@_MILVUS_URI
 @click.option(
     "--allow-rebuild",
     is_flag=True,
@@ -420,6 +495,8 @@ def serve(
     host: str,
     port: int,
     no_build: bool,
+    store: str | None,
+    milvus_uri: str | None,
     allow_rebuild: bool,
     feedback: Path,
 ) -> None:
@@ -437,7 +514,9 @@ def serve(
     from .server import auth_from_env
     from .server import serve as run_server
 
-    settings = _settings(corpus_dir=corpus_dir, index_dir=index_dir)
+    settings = _settings(
+        corpus_dir=corpus_dir, index_dir=index_dir, store=store, milvus_uri=milvus_uri
+    )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("assistant").setLevel(logging.INFO)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -19,10 +19,14 @@ from .errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_COLLECTION",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
+    "EXECUTORS",
     "FUSION_METHODS",
     "SEARCH_MODES",
+    "STORES",
+    "Executor",
     "FusionMethod",
     "SearchMode",
     "Settings",
@@ -32,8 +36,12 @@ SearchMode = Literal["hybrid", "semantic", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
 FusionMethod = Literal["zscore", "minmax", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
+Executor = Literal["local", "ray"]
+EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+STORES = ("auto", "faiss", "milvus")
+DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
 
 
@@ -82,10 +90,39 @@ class Settings:
             ``benchmarks/RESULTS.md`` for the measurements behind the default.
         keyword_weight: Share of the keyword (BM25) retriever in score fusion, in [0, 1]; the
             dense retriever gets the rest. Also the keyword list's weight in ``rrf``.
+        keyword_peak_low, keyword_peak_high: How much of ``keyword_weight`` one query gets,
+            from how steeply its BM25 scores fall (``1 - tenth best / best``, see
+            ``retrieval.keyword_peak``): none at or below ``keyword_peak_low``, all of it at or
+            above ``keyword_peak_high``, in proportion between. A flat keyword list means the
+            query's words are common or scattered over the corpus (web questions over code, as
+            in CoSQA), where BM25 adds noise to the dense ranking; a steep one means rare words
+            that single out a few passages, where it helps. Fitted on SciFact train, CoSQA dev
+            and our question sets (``benchmarks/RESULTS.md``); 0 and 0 give every query the
+            full weight.
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
         max_query_chars: Longer queries are trimmed to this many characters.
+        executor: Where a build embeds its new chunks: ``local`` (this process) or ``ray``
+            (Ray Data workers, each loading the model once; needs the ``scale`` extra). Both
+            give the same index. Default ``local``.
+        ray_address: The Ray cluster for ``executor="ray"`` (``auto``, ``HOST:PORT`` or
+            ``ray://HOST:10001``); empty starts a local Ray instance for the build (or joins
+            the cluster ``RAY_ADDRESS`` names, as Ray itself does).
+        ray_workers: Embedding workers on Ray; 0 puts one on every node. The cluster's CPUs
+            are shared out evenly and each worker runs as many threads as it holds CPUs.
+        store: Where vectors and the keyword index live: ``faiss`` (files in the index
+            folder) or ``milvus`` (a Milvus collection that several app replicas share; needs
+            ``pip install 'nexus-assistant[scale]'``). ``auto`` (default) keeps the store of
+            the index being updated, and is ``faiss`` for a new one. Builds record the choice
+            in the manifest, and searches follow the manifest.
+        milvus_uri: The Milvus to use: ``http://host:19530`` for a server or cluster, or a
+            local ``.db`` folder run in-process by milvus-lite. Empty means the manifest's, or
+            ``<index_dir>/milvus.db`` for a new index.
+        milvus_collection: Name of the collection that holds the chunks. Empty means the
+            manifest's, or ``nexus_chunks`` for a new index.
+        milvus_token: Credentials for the Milvus server (``user:password`` or an API key);
+            read from ``NEXUS_MILVUS_TOKEN``, never written to the manifest or shown.
     """
 
     corpus_dir: Path = Path("corpus")
@@ -107,9 +144,18 @@ class Settings:
     candidates: int = 100
     fusion: FusionMethod = "zscore"
     keyword_weight: float = 0.4
+    keyword_peak_low: float = 0.2
+    keyword_peak_high: float = 0.35
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
+    executor: Executor = "local"
+    ray_address: str = ""
+    ray_workers: int = 0
+    store: str = "auto"
+    milvus_uri: str = ""
+    milvus_collection: str = ""
+    milvus_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "chunk_tokens", "max_file_bytes", "top_k", "candidates")
@@ -135,10 +181,30 @@ class Settings:
             )
         if not 0 <= self.keyword_weight <= 1:
             raise ConfigError(f"keyword_weight must be in [0, 1], got {self.keyword_weight}")
+        if not 0 <= self.keyword_peak_low <= self.keyword_peak_high <= 1:
+            raise ConfigError(
+                "keyword_peak_low and keyword_peak_high must satisfy 0 <= low <= high <= 1, got "
+                f"{self.keyword_peak_low} and {self.keyword_peak_high}"
+            )
         if not 0 < self.dedupe_threshold <= 1:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")
         if self.rrf_k < 0 or self.min_chunk_tokens < 0 or self.max_query_chars < 1:
             raise ConfigError("rrf_k and min_chunk_tokens must be >= 0, max_query_chars >= 1")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
+        if self.ray_workers < 0:
+            raise ConfigError(
+                f"ray_workers must be 0 (one per node) or more, got {self.ray_workers}"
+            )
+        if self.store not in STORES:
+            raise ConfigError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
+        if self.milvus_collection and not self.milvus_collection.isidentifier():
+            raise ConfigError(
+                "milvus_collection must be letters, digits and underscores, not starting with "
+                f"a digit; got {self.milvus_collection!r}"
+            )
         if not self.model.strip():
             raise ConfigError("model must name a sentence-transformers model or a local path")
 

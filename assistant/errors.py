@@ -12,6 +12,7 @@
     ├── IndexWriteError(OSError)           the new index could not be written; the old one stays
     ├── QueryError(ValueError)             an empty or unusable query
     ├── DocumentNotFoundError(LookupError) no such document in the index
+    ├── StoreError(ConnectionError)  the vector store server failed or is unreachable
     └── MissingDependencyError(ImportError)
 
 Each subclasses the built-in a caller would already expect, so ``except ValueError`` keeps
@@ -32,6 +33,7 @@ __all__ = [
     "IndexWriteError",
     "MissingDependencyError",
     "QueryError",
+    "StoreError",
 ]
 
 
@@ -77,3 +79,7 @@ class MissingDependencyError(AssistantError, ImportError):
 
 class DocumentNotFoundError(AssistantError, LookupError):
     """No document with the requested source path is in the index."""
+
+
+class StoreError(AssistantError, ConnectionError):
+    """The vector store server (Milvus) cannot be reached or keeps failing; retry later."""

@@ -23,8 +23,8 @@ from .embedding import (
     probe_vector,
     serving_backend,
 )
-from .errors import IndexMismatchError, QueryError
-from .store import LoadedIndex, Manifest, current_generation, exact_search, open_index
+from .errors import AssistantError, IndexMismatchError, QueryError
+from .store import LoadedIndex, Manifest, current_generation, open_index
 
 __all__ = [
     "MAX_FILTER_CHARS",
@@ -34,6 +34,8 @@ __all__ = [
     "Hit",
     "clean_query",
     "fuse",
+    "keyword_peak",
+    "keyword_share",
     "normalize_scores",
     "reciprocal_rank_fusion",
     "score_fusion",
@@ -45,6 +47,8 @@ _WHITESPACE = re.compile(r"\s+")
 MAX_K = 1000
 # Filters name folders and short globs; a longer one is a mistake or an attack, not a filter.
 MAX_FILTER_CHARS = 512
+# The keyword list's peak compares its best score with the score at this rank.
+PEAK_RANK = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class Candidates:
     """What each retriever found for one query, best first, before fusion.
 
     ``query_vector`` is None when the query was not embedded (keyword mode).
+    ``keyword_peak`` is :func:`keyword_peak` of the keyword list; None when it was not
+    measured (the full keyword weight applies).
     """
 
     query_vector: np.ndarray | None
@@ -119,6 +125,7 @@ class Candidates:
     dense_scores: np.ndarray
     keyword_ids: np.ndarray
     keyword_scores: np.ndarray
+    keyword_peak: float | None = None
 
     def ranking(self, mode: SearchMode) -> list[tuple[int, float]]:
         """One retriever's own list: cosines in semantic mode, BM25 scores in keyword mode."""
@@ -164,9 +171,38 @@ def score_fusion(
     return sorted(fused.items(), key=lambda pair: -pair[1])
 
 
+def keyword_peak(scores: np.ndarray) -> float:
+    """How far BM25's scores fall from the best to the tenth, relative to the best: 1 - s10 / s1
+    (``scores`` sorted best first); 1 when fewer than ten passages match, 0 when none does.
+
+    Rare query words single out a few passages and the list falls steeply; common or scattered
+    words (web questions over code, as in CoSQA) give a flat list whose order is mostly noise.
+    """
+    if len(scores) == 0 or scores[0] <= 0:
+        return 0.0
+    tenth = float(scores[PEAK_RANK - 1]) if len(scores) >= PEAK_RANK else 0.0
+    return 1.0 - tenth / float(scores[0])
+
+
+def keyword_share(peak: float | None, low: float, high: float) -> float:
+    """The share of the keyword weight a query gets: 0 at a peak of ``low`` or below, 1 at
+    ``high`` or above (or when the peak is unknown), in proportion between."""
+    if peak is None or peak >= high:
+        return 1.0
+    if peak <= low:
+        return 0.0
+    return (peak - low) / (high - low)
+
+
 def fuse(found: Candidates, settings: Settings) -> list[tuple[int, float]]:
-    """Hybrid ranking of the candidates of both retrievers, best first."""
-    weight = settings.keyword_weight
+    """Hybrid ranking of the candidates of both retrievers, best first.
+
+    The keyword list weighs ``settings.keyword_weight`` scaled by :func:`keyword_share` of its
+    peak; the weight is one number per query, so passages with equal scores stay tied.
+    """
+    weight = settings.keyword_weight * keyword_share(
+        found.keyword_peak, settings.keyword_peak_low, settings.keyword_peak_high
+    )
     if settings.fusion == "rrf":
         return reciprocal_rank_fusion(
             [found.dense_ids.tolist(), found.keyword_ids.tolist()],
@@ -219,12 +255,20 @@ class Assistant:
                 error rather than silently wrong answers.
 
         Raises:
-            IndexNotFoundError: Nothing is built at ``index_dir``.
-            IndexMismatchError: The index was built with another model or format.
+            IndexNotFoundError: Nothing is built at ``index_dir``, or the Milvus collection it
+                was built into is missing.
+            IndexMismatchError: The index was built with another model or format, or the
+                collection's vectors have another dimension.
             IndexCorruptError: A file is damaged beyond repair.
+            StoreError: The Milvus server the index lives on cannot be reached.
         """
         settings = settings or Settings()
-        index = open_index(index_dir)
+        index = open_index(index_dir, settings=settings)
+        try:
+            index.check_store()
+        except AssistantError:
+            index.close()
+            raise
         built_with = index.manifest.encoder_name
         if model is not None and canonical_model_name(model) != built_with:
             index.close()
@@ -256,8 +300,13 @@ class Assistant:
         latest = current_generation(self.index.path.parent)
         if latest == self.index.path:
             return False
-        fresh = open_index(self.index.path.parent)
-        _check_encoder(fresh.manifest, self.encoder)
+        fresh = open_index(self.index.path.parent, settings=self.settings)
+        try:
+            fresh.check_store()
+            _check_encoder(fresh.manifest, self.encoder)
+        except AssistantError:
+            fresh.close()
+            raise
         old, self.index = self.index, fresh
         log.info("switched to index generation %s", fresh.manifest.generation)
         del old  # closed when the last search using it lets go
@@ -294,15 +343,13 @@ class Assistant:
         qvec = self._embed_query(text) if mode != "keyword" else None
         dense_ids, dense_scores = empty_ids, empty_scores
         if qvec is not None:
-            dense_ids, dense_scores = _dense_search(index, qvec, n, allowed)
-        keyword_ids, keyword_scores = empty_ids, empty_scores
+            dense_ids, dense_scores = index.dense_search(qvec, n, allowed)
+        keyword_ids, keyword_scores, peak = empty_ids, empty_scores, None
         if mode != "semantic":
-            mask = None
-            if allowed is not None:
-                mask = np.zeros(len(index.vectors), dtype=np.float32)
-                mask[allowed] = 1.0
-            keyword_ids, keyword_scores = index.keyword.search(text, n, mask)
-        return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores)
+            keyword_ids, keyword_scores = index.keyword_search(text, max(n, PEAK_RANK), allowed)
+            peak = keyword_peak(keyword_scores)
+            keyword_ids, keyword_scores = keyword_ids[:n], keyword_scores[:n]
+        return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores, peak)
 
     def search(
         self,
@@ -356,7 +403,7 @@ class Assistant:
         ranked = ranked[:k]
         ids = [cid for cid, _ in ranked]
         chunks = index.chunks(ids)
-        cosines = (index.vectors[ids] @ qvec).tolist() if qvec is not None and ids else []
+        cosines = (index.vectors_of(ids) @ qvec).tolist() if qvec is not None and ids else []
         dense_rank = {cid: r for r, cid in enumerate(dense_ids, start=1)}
         keyword_rank = {cid: r for r, cid in enumerate(keyword_ids, start=1)}
         return [
@@ -414,28 +461,6 @@ def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:
         )
 
 
-def _dense_search(
-    index: LoadedIndex, qvec: np.ndarray, n: int, allowed: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Chunk ids and cosines of the ``n`` nearest chunks, best first."""
-    if allowed is None:
-        scores, ids = index.dense.search(qvec[None, :], n)
-        keep = ids[0] >= 0
-        found = ids[0][keep].astype(np.int64)
-        if index.manifest.index_type == "Flat":
-            return found, scores[0][keep].astype(np.float32)
-        # Approximate indexes score candidates from compressed codes or in graph order; the
-        # stored vectors give every candidate its exact cosine for a fraction of a millisecond.
-        exact = np.asarray(index.vectors[found]) @ qvec
-        order = np.argsort(-exact, kind="stable")
-        return found[order], exact[order].astype(np.float32)
-    # A filter can exclude most of the index; exact search over the allowed rows stays
-    # correct where an approximate index would return too few matches.
-    scores, rows = exact_search(np.asarray(index.vectors[allowed]), qvec[None, :], n)
-    keep = rows[0] >= 0
-    return allowed[rows[0][keep]].astype(np.int64), scores[0][keep].astype(np.float32)
-
-
 def _drop_near_duplicates(
     index: LoadedIndex, ranked: list[tuple[int, float]], k: int, threshold: float
 ) -> list[tuple[int, float]]:
@@ -443,7 +468,7 @@ def _drop_near_duplicates(
     if len(ranked) < 2:
         return ranked
     pool = ranked[: 3 * k]
-    vectors = np.asarray(index.vectors[[cid for cid, _ in pool]])
+    vectors = index.vectors_of([cid for cid, _ in pool])
     kept: list[int] = []
     for i in range(len(pool)):
         if kept and float(np.max(vectors[kept] @ vectors[i])) > threshold:

@@ -36,6 +36,7 @@ from .errors import (
     ConfigError,
     DocumentNotFoundError,
     QueryError,
+    StoreError,
 )
 from .service import NexusService, prepare_index
 
@@ -219,6 +220,10 @@ def create_app(
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.exception_handler(DocumentNotFoundError)
     async def no_document(request: Request, exc: DocumentNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -253,12 +258,15 @@ def create_app(
     @app.get("/api/health", tags=["status"])
     def api_health() -> dict[str, Any]:
         """Whether an index is loaded, its counts, model and build time, and whether the
-        corpus changed since it was built (with the command to rebuild)."""
+        corpus changed since it was built (with the command to rebuild). ``status`` is
+        ``degraded`` when the store holding the vectors (a Milvus server) cannot serve."""
         status = service.status()
         changes = status.changes
+        store_problem = service.store_problem()
         return {
-            "status": "ok",
+            "status": "degraded" if store_problem else "ok",
             "index_loaded": True,
+            "store": {"kind": service.assistant.index.store_kind, "problem": store_problem},
             "documents": status.documents,
             "chunks": status.chunks,
             "model": status.model,

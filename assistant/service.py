@@ -221,6 +221,15 @@ class NexusService:
         finally:
             self._rebuild_lock.release()
 
+    def store_problem(self) -> str | None:
+        """Why the store behind the index cannot serve (a Milvus server away, its collection
+        gone), or None when it can. Asked afresh every time: it is what health checks probe."""
+        try:
+            self.assistant.index.check_store()
+        except AssistantError as exc:
+            return str(exc)
+        return None
+
     def status(self, refresh: bool = False) -> IndexStatus:
         """Counts, model and build time of the served index, and whether the corpus changed."""
         nexus = self.assistant

@@ -14,6 +14,11 @@ Layout of an index folder::
 
 A build writes a new generation into a temporary folder, renames it into place and only then
 points ``CURRENT`` at it. A build that crashes at any step leaves the served generation alone.
+
+A generation built with ``store="milvus"`` has no ``dense.faiss`` or ``keyword/``: its
+manifest names the Milvus collection that holds both (see :mod:`assistant.milvus_store`), and
+:func:`open_index` opens it there. Retrieval talks to either through the same methods of
+:class:`LoadedIndex` (``dense_search``, ``keyword_search``, ``vectors_of``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .chunking import Chunk
+from .config import DEFAULT_COLLECTION, Settings
 from .errors import (
+    AssistantError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
@@ -60,8 +67,10 @@ __all__ = [
     "StoredDocument",
     "VectorStore",
     "ivf_lists",
+    "keyword_tokens",
     "open_index",
     "resolve_index_type",
+    "resolve_store",
     "search_params",
 ]
 
@@ -107,6 +116,7 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     index_params: dict[str, int] = field(default_factory=dict)  # efSearch, nprobe
     index_choice: dict[str, Any] = field(default_factory=dict)  # requested type, exact limit
+    store: dict[str, Any] = field(default_factory=dict)  # where vectors live; empty = FAISS files
 
     @property
     def encoder_name(self) -> str:
@@ -402,7 +412,6 @@ class KeywordIndex:
         self.retriever = retriever
         own = self.params if params is None else params
         self.split_identifiers = bool(own.get("split_identifiers", False))
-        self._stemmer = _stemmer()
 
     @classmethod
     def build(cls, texts: Sequence[str], params: dict[str, Any] | None = None) -> KeywordIndex:
@@ -431,16 +440,7 @@ class KeywordIndex:
         return int(self.retriever.scores["num_docs"])
 
     def tokenize(self, query: str) -> list[str]:
-        if self.split_identifiers:
-            query = split_identifiers(query)
-        tokens = _bm25s().tokenize(
-            [query],
-            stopwords=self.params["stopwords"],
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        return list(tokens[0])
+        return keyword_tokens([query], {"split_identifiers": self.split_identifiers})[0]
 
     def search(
         self, query: str, k: int, mask: np.ndarray | None = None
@@ -458,6 +458,24 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         top = top[scores[top] > 0]
         return top.astype(np.int64), scores[top]
+
+
+def keyword_tokens(
+    texts: Sequence[str], params: Mapping[str, Any] | None = None
+) -> list[list[str]]:
+    """Each text as the keyword index sees it: words, without stop words, stemmed (and code
+    identifiers split when ``params`` say so). Defaults are ``KeywordIndex.params``."""
+    p = {**KeywordIndex.params, **(params or {})}
+    if p["split_identifiers"]:
+        texts = [split_identifiers(t) for t in texts]
+    tokens = _bm25s().tokenize(
+        list(texts),
+        stopwords=p["stopwords"],
+        stemmer=_stemmer(),
+        return_ids=False,
+        show_progress=False,
+    )
+    return [list(t) for t in tokens]
 
 
 @lru_cache(maxsize=1)
@@ -554,19 +572,25 @@ class IndexWriter:
         documents: Sequence[StoredDocument],
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
-        dense: VectorStore,
-        keyword: KeywordIndex,
+        dense: VectorStore | None,
+        keyword: KeywordIndex | None,
         manifest: dict[str, Any],
     ) -> Manifest:
-        """Write every file of the generation into the temporary folder."""
-        assert len(chunks) == len(vectors) == dense.size, "chunks, vectors and index disagree"
+        """Write every file of the generation into the temporary folder.
+
+        ``dense`` and ``keyword`` are None when a shared store (Milvus) holds them instead.
+        """
+        assert len(chunks) == len(vectors), "chunks and vectors disagree"
+        assert dense is None or dense.size == len(vectors), "vectors and index disagree"
         steps: list[tuple[str, Callable[[], object]]] = [
             (CHUNKS_DB, lambda: self._write_db(documents, chunks)),
             (VECTORS, lambda: NumpyStore(vectors).save(self._tmp / VECTORS)),
-            (DENSE, lambda: dense.save(self._tmp / DENSE)),
-            (KEYWORD, lambda: keyword.save(self._tmp / KEYWORD)),
-            (MANIFEST, lambda: self._write_manifest(manifest)),
         ]
+        if dense is not None:
+            steps.append((DENSE, lambda: dense.save(self._tmp / DENSE)))
+        if keyword is not None:
+            steps.append((KEYWORD, lambda: keyword.save(self._tmp / KEYWORD)))
+        steps.append((MANIFEST, lambda: self._write_manifest(manifest)))
         for name, step in steps:
             try:
                 step()
@@ -876,6 +900,53 @@ class LoadedIndex:
             _save_atomically(rebuilt, path)
         return rebuilt
 
+    # Search: the seam retrieval talks to, whichever store holds the vectors ---------------
+
+    @property
+    def store_kind(self) -> str:
+        """``faiss`` for an index held in its own files; see also ``milvus_store``."""
+        return "faiss"
+
+    def check_store(self) -> None:
+        """Raise if the store behind this index cannot serve it (files are checked at open)."""
+
+    def dense_search(
+        self, query: np.ndarray, n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ids and cosines of the ``n`` chunks nearest ``query``, best first, optionally
+        only among the chunk ids ``allowed``."""
+        if allowed is None:
+            scores, ids = self.dense.search(query[None, :], n)
+            keep = ids[0] >= 0
+            found = ids[0][keep].astype(np.int64)
+            if self.manifest.index_type == "Flat":
+                return found, scores[0][keep].astype(np.float32)
+            # Approximate indexes score candidates from compressed codes or in graph order; the
+            # stored vectors give every candidate its exact cosine for a fraction of a millisecond.
+            exact = np.asarray(self.vectors[found]) @ query
+            order = np.argsort(-exact, kind="stable")
+            return found[order], exact[order].astype(np.float32)
+        # A filter can exclude most of the index; exact search over the allowed rows stays
+        # correct where an approximate index would return too few matches.
+        scores, rows = exact_search(np.asarray(self.vectors[allowed]), query[None, :], n)
+        keep = rows[0] >= 0
+        return allowed[rows[0][keep]].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def keyword_search(
+        self, text: str, n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ids and BM25 scores of the ``n`` best keyword matches (score > 0)."""
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(len(self.vectors), dtype=np.float32)
+            mask[allowed] = 1.0
+        found: tuple[np.ndarray, np.ndarray] = self.keyword.search(text, n, mask)
+        return found
+
+    def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
+        """The vectors of chunk ids, in order (for cosines and near-duplicate checks)."""
+        return np.asarray(self.vectors[list(ids)])
+
     # Queries -----------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -985,8 +1056,37 @@ def _save_atomically(store: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def open_index(index_dir: Path | str, *, repair: bool = True) -> LoadedIndex:
+def resolve_store(settings: Settings, index_dir: Path | str) -> Settings:
+    """``settings`` with the store to build into made explicit.
+
+    What is not given follows the index being updated, so a plain ``nexus build`` keeps the
+    store, Milvus address and collection it was first built with; a new index goes to FAISS,
+    or for Milvus to the collection ``nexus_chunks`` of a milvus-lite folder beside it.
+    """
+    try:
+        built = read_manifest(current_generation(Path(index_dir))).store
+    except AssistantError:
+        built = {}
+    kind = settings.store if settings.store != "auto" else built.get("kind", "faiss")
+    if kind != "milvus":
+        return settings.replace(store=kind)
+    same = built.get("kind") == "milvus"
+    return settings.replace(
+        store=kind,
+        milvus_uri=settings.milvus_uri or (str(built["uri"]) if same else ""),
+        milvus_collection=settings.milvus_collection
+        or (str(built["collection"]) if same else DEFAULT_COLLECTION),
+    )
+
+
+def open_index(
+    index_dir: Path | str, *, repair: bool = True, settings: Settings | None = None
+) -> LoadedIndex:
     """Open the generation currently served from ``index_dir``.
+
+    An index whose manifest names a shared store (Milvus) is opened on it, at the manifest's
+    URI unless ``settings.milvus_uri`` names another, with ``settings.milvus_token``; nothing
+    is asked of the store until a search (or :meth:`LoadedIndex.check_store`).
 
     Raises:
         IndexNotFoundError: Nothing has been built there.
@@ -994,4 +1094,9 @@ def open_index(index_dir: Path | str, *, repair: bool = True) -> LoadedIndex:
         IndexCorruptError: A file is missing or damaged beyond repair.
     """
     generation = current_generation(Path(index_dir))
-    return LoadedIndex(generation, read_manifest(generation), repair=repair)
+    manifest = read_manifest(generation)
+    if manifest.store.get("kind", "faiss") == "milvus":
+        from .milvus_store import MilvusIndex
+
+        return MilvusIndex.open(generation, manifest, settings or Settings())
+    return LoadedIndex(generation, manifest, repair=repair)

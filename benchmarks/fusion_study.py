@@ -13,6 +13,7 @@ the test split only to report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pickle
 import sys
@@ -25,7 +26,14 @@ from tqdm import tqdm
 from assistant import Assistant, Settings
 from assistant.beir import load_beir
 from assistant.evaluation import document_run, score_run
-from assistant.retrieval import Candidates, clean_query, fuse, reciprocal_rank_fusion, score_fusion
+from assistant.retrieval import (
+    Candidates,
+    clean_query,
+    fuse,
+    keyword_peak,
+    reciprocal_rank_fusion,
+    score_fusion,
+)
 
 DATA = Path("../shared/benchmarks")  # the shared BEIR folders beside the repository
 WORK = Path("benchmarks/data")
@@ -63,7 +71,9 @@ def variants(settings: Settings) -> dict[str, Fusion]:
     table: dict[str, Fusion] = {
         "semantic": lambda c: c.ranking("semantic"),
         "keyword": lambda c: c.ranking("keyword"),
-        "app default": lambda c: fuse(c, settings),
+        "app default": lambda c: fuse(
+            dataclasses.replace(c, keyword_peak=keyword_peak(c.keyword_scores)), settings
+        ),
     }
     for k in (10, 60):
         for wk in (0.5, 1.0):

@@ -145,8 +145,8 @@ def _encoders(backends: Sequence[str], cache: Path) -> dict[str, Any]:
     return {b: load_encoder(_settings(b, cache), cache_dir=cache / "encoders") for b in backends}
 
 
-def _django_texts(index_dir: Path, n: int, *, as_built: bool = False) -> list[str]:
-    """A seeded sample of ``n`` Django chunk texts.
+def django_texts(index_dir: Path, n: int, *, as_built: bool = False) -> list[str]:
+    """``n`` chunk texts of the Django docs index, a seeded sample shared by the benchmarks.
 
     ``as_built``: runs of 32 neighbours in the length order of the whole corpus, as a build
     batches them (it sorts every text to embed by length), so the sample pads as little as a
@@ -172,7 +172,7 @@ def _django_texts(index_dir: Path, n: int, *, as_built: bool = False) -> list[st
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """Chunks/s and word pieces/s per backend on the same texts, blocks interleaved."""
     encoders = _encoders(args.backends, args.work)
-    texts = _django_texts(args.django_index, args.chunks, as_built=args.as_built)
+    texts = django_texts(args.django_index, args.chunks, as_built=args.as_built)
     tokens = sum(encoders[args.backends[0]].count_tokens(texts))
     for encoder in encoders.values():
         encoder.encode(texts[:8], kind="document")  # first-call setup off the clock

@@ -6,8 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant import Assistant, QueryError, Settings, build_index
-from assistant.retrieval import clean_query, reciprocal_rank_fusion, score_fusion
+from assistant import Assistant, ConfigError, QueryError, Settings, build_index
+from assistant.retrieval import (
+    clean_query,
+    keyword_peak,
+    keyword_share,
+    reciprocal_rank_fusion,
+    score_fusion,
+)
 from assistant.testing import HashEncoder
 
 
@@ -141,3 +147,64 @@ def test_approximate_indexes_rank_candidates_by_their_exact_cosine(
     # In semantic mode a hit's score is the cosine the dense search ranked it by.
     assert [h.score for h in hits] == pytest.approx(exact, abs=1e-6)
     assert exact == sorted(exact, reverse=True)
+
+
+def test_keyword_peak_measures_how_steeply_bm25_scores_fall() -> None:
+    steep = np.array([10.0, 6.0, 5.0, 4.0, 3.0, 3.0, 2.0, 2.0, 2.0, 1.0, 0.5])
+    flat = np.array([10.0, 9.9, 9.8, 9.7, 9.6, 9.5, 9.4, 9.3, 9.2, 9.1])
+    assert keyword_peak(steep) == pytest.approx(0.9)
+    assert keyword_peak(flat) == pytest.approx(0.09)
+    assert keyword_peak(np.array([3.0, 2.0])) == 1.0  # fewer than ten matches: selective words
+    assert keyword_peak(np.array([])) == 0.0
+    assert keyword_share(0.1, 0.2, 0.35) == 0.0
+    assert keyword_share(0.275, 0.2, 0.35) == pytest.approx(0.5)
+    assert keyword_share(0.9, 0.2, 0.35) == 1.0
+    assert keyword_share(None, 0.2, 0.35) == 1.0  # not measured: the full weight
+    with pytest.raises(ConfigError, match="keyword_peak_low"):
+        Settings(keyword_peak_low=0.5, keyword_peak_high=0.3)
+
+
+@pytest.fixture
+def common_words_corpus(tmp_path: Path) -> Path:
+    """Twelve pages sharing everyday words, and one page with a word no other page has.
+
+    BM25 ranks the pages that say "records" twice a little higher; the dense side prefers those
+    that repeat "the" (a stop word BM25 ignores), so the two orders disagree.
+    """
+    root = tmp_path / "common"
+    root.mkdir()
+    for i in range(12):
+        text = "The service stores records in a table." + " records" * (i % 2) + " the" * (i % 4)
+        (root / f"page{i:02}.md").write_text(f"# Page {i}\n\n{text}\n", encoding="utf-8")
+    (root / "zebra.md").write_text(
+        "# Zebra\n\nThe zebra migration rewrites the schema of the service.\n", encoding="utf-8"
+    )
+    return root
+
+
+def test_hybrid_leans_on_bm25_only_when_its_scores_single_out_passages(
+    common_words_corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings
+) -> None:
+    build_index(common_words_corpus, index_dir, settings=settings, encoder=encoder)
+    adaptive = Assistant.load(index_dir, settings=settings, encoder=encoder)
+    fixed = Assistant.load(
+        index_dir,
+        settings=settings.replace(keyword_peak_low=0.0, keyword_peak_high=0.0),
+        encoder=encoder,
+    )
+
+    def order(nexus: Assistant, query: str, mode: str) -> list[str]:
+        return [h.source for h in nexus.search(query, k=8, mode=mode, dedupe=False)]
+
+    # Every page holds these words, so BM25's list is flat and hybrid follows the dense order;
+    # with a fixed keyword weight the same flat list reorders it.
+    flat = "the service records table"
+    assert order(adaptive, flat, "hybrid") == order(adaptive, flat, "semantic")
+    assert order(fixed, flat, "hybrid") != order(fixed, flat, "semantic")
+    # A word only one page has gives a steep list: the keyword side keeps its full weight.
+    rare = "zebra migration"
+    steep = adaptive.search(rare, k=5)
+    assert steep[0].source == "zebra.md"
+    assert [(h.source, h.score) for h in steep] == [
+        (h.source, h.score) for h in fixed.search(rare, k=5)
+    ]
