@@ -101,6 +101,14 @@ def variants(settings: Settings) -> dict[str, Fusion]:
     return table
 
 
+def chunk_sources(nexus: Assistant) -> np.ndarray:
+    """The document each chunk row belongs to, for scoring documents by their best chunk."""
+    source_of = np.empty(len(nexus.index.vectors), dtype=object)
+    for source, rows in nexus.index.chunk_rows_by_source().items():
+        source_of[rows] = source
+    return source_of
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", action="append", required=True, help="name:tune:report")
@@ -111,9 +119,7 @@ def main() -> int:
     for spec in args.dataset:
         name, *splits = spec.split(":")
         nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=settings)
-        source_of = np.empty(len(nexus.index.vectors), dtype=object)
-        for source, rows in nexus.index.chunk_rows_by_source().items():
-            source_of[rows] = source
+        source_of = chunk_sources(nexus)
         for split in splits:
             dataset = load_beir(DATA / name, split)
             found = cached_candidates(nexus, name, split, dataset.queries)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from fusion_study import DATA, DEPTH, WORK, cached_candidates
+from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources
 
 from assistant import Assistant, Settings
 from assistant.beir import BeirDataset, load_beir, read_beir_documents
@@ -160,9 +160,7 @@ def main() -> int:
     for spec in args.dataset:
         name, *splits = spec.split(":")
         nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=settings)
-        source_of = np.empty(len(nexus.index.vectors), dtype=object)
-        for source, rows in nexus.index.chunk_rows_by_source().items():
-            source_of[rows] = source
+        source_of = chunk_sources(nexus)
         group = duplicate_groups(DATA / name)
         for split in splits:
             dataset = load_beir(DATA / name, split)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from fusion_study import DATA, DEPTH, WORK, cached_candidates
+from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources
 from tqdm import tqdm
 
 from assistant import Assistant, Settings
@@ -113,9 +113,7 @@ def main() -> int:
     for spec in args.dataset:
         name, *splits = spec.split(":")
         nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=Settings())
-        source_of = np.empty(len(nexus.index.vectors), dtype=object)
-        for source, rows in nexus.index.chunk_rows_by_source().items():
-            source_of[rows] = source
+        source_of = chunk_sources(nexus)
         for split in splits:
             dataset = load_beir(DATA / name, split)
             dense = cached_candidates(nexus, name, split, dataset.queries)
