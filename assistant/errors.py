@@ -12,7 +12,7 @@
     ├── IndexWriteError(OSError)           the new index could not be written; the old one stays
     ├── QueryError(ValueError)             an empty or unusable query
     ├── DocumentNotFoundError(LookupError) no such document in the index
-    ├── StoreError(ConnectionError)  the vector store server failed or is unreachable
+    ├── StoreError(ConnectionError)       the vector store server failed or is unreachable
     └── MissingDependencyError(ImportError)
 
 Each subclasses the built-in a caller would already expect, so ``except ValueError`` keeps
@@ -34,6 +34,7 @@ __all__ = [
     "MissingDependencyError",
     "QueryError",
     "StoreError",
+    "first_line",
 ]
 
 
@@ -83,3 +84,9 @@ class DocumentNotFoundError(AssistantError, LookupError):
 
 class StoreError(AssistantError, ConnectionError):
     """The vector store server (Milvus) cannot be reached or keeps failing; retry later."""
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: library errors (FAISS, Milvus) can carry whole traces."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

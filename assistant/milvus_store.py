@@ -45,6 +45,7 @@ from .errors import (
     IndexNotFoundError,
     MissingDependencyError,
     StoreError,
+    first_line,
 )
 from .store import (
     CHUNKS_DB,
@@ -178,11 +179,6 @@ def _client(uri: str, token: str) -> Any:
         return client
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _transient(exc: BaseException) -> bool:
     """Whether a failed call may succeed if tried again (the server is away or overloaded)."""
     exceptions = _pymilvus().exceptions
@@ -245,16 +241,16 @@ class MilvusCollection:
                 if not _transient(exc):
                     raise StoreError(
                         f"Milvus at {_redact(self.uri)} refused to {what} collection "
-                        f"{self.name!r}: {_first_line(exc)}"
+                        f"{self.name!r}: {first_line(exc)}"
                     ) from exc
                 if attempt == ATTEMPTS:
                     raise StoreError(
-                        f"Milvus at {_redact(self.uri)} did not answer ({_first_line(exc)}) after "
+                        f"Milvus at {_redact(self.uri)} did not answer ({first_line(exc)}) after "
                         f"{ATTEMPTS} tries to {what} collection {self.name!r}; check that the "
                         "server is running and reachable at that address (--milvus-uri, "
                         "NEXUS_MILVUS_URI) and, if it needs one, that NEXUS_MILVUS_TOKEN is set"
                     ) from exc
-                log.warning("Milvus: %s failed (%s); retrying", what, _first_line(exc))
+                log.warning("Milvus: %s failed (%s); retrying", what, first_line(exc))
                 time.sleep(pause)
                 pause *= 2
         raise AssertionError("unreachable")  # pragma: no cover

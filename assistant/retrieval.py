@@ -263,12 +263,7 @@ class Assistant:
             StoreError: The Milvus server the index lives on cannot be reached.
         """
         settings = settings or Settings()
-        index = open_index(index_dir, settings=settings)
-        try:
-            index.check_store()
-        except AssistantError:
-            index.close()
-            raise
+        index = _open_served(Path(index_dir), settings)
         built_with = index.manifest.encoder_name
         if model is not None and canonical_model_name(model) != built_with:
             index.close()
@@ -300,13 +295,7 @@ class Assistant:
         latest = current_generation(self.index.path.parent)
         if latest == self.index.path:
             return False
-        fresh = open_index(self.index.path.parent, settings=self.settings)
-        try:
-            fresh.check_store()
-            _check_encoder(fresh.manifest, self.encoder)
-        except AssistantError:
-            fresh.close()
-            raise
+        fresh = _open_served(self.index.path.parent, self.settings, self.encoder)
         old, self.index = self.index, fresh
         log.info("switched to index generation %s", fresh.manifest.generation)
         del old  # closed when the last search using it lets go
@@ -439,6 +428,22 @@ def _check_filter(name: str, value: object) -> None:
         f"{name} must be text of at most {MAX_FILTER_CHARS} characters; "
         "use a folder name or a short glob such as concepts/cach*"
     )
+
+
+def _open_served(
+    index_dir: Path, settings: Settings, encoder: Encoder | None = None
+) -> LoadedIndex:
+    """The generation served from ``index_dir``, its store checked (and, given ``encoder``,
+    that it was built by it); closed again when a check fails, so no handle leaks."""
+    index = open_index(index_dir, settings=settings)
+    try:
+        index.check_store()
+        if encoder is not None:
+            _check_encoder(index.manifest, encoder)
+    except AssistantError:
+        index.close()
+        raise
+    return index
 
 
 def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:

@@ -54,6 +54,7 @@ from .errors import (
     IndexNotFoundError,
     IndexWriteError,
     MissingDependencyError,
+    first_line,
 )
 
 __all__ = [
@@ -596,7 +597,7 @@ class IndexWriter:
                 step()
             except (OSError, sqlite3.Error, RuntimeError) as exc:  # FAISS raises RuntimeError
                 raise IndexWriteError(
-                    f"writing {name} of the new index failed ({_first_line(exc)}); check free "
+                    f"writing {name} of the new index failed ({first_line(exc)}); check free "
                     f"space and permissions in {self.index_dir}; the previous index is unchanged"
                 ) from exc
         assert self._manifest is not None
@@ -710,12 +711,6 @@ def _prune_generations(index_dir: Path, keep: set[str | None]) -> None:
     for old in index_dir.glob("gen-*"):
         if old.is_dir() and old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    """FAISS errors carry a multi-line C++ trace; the first line says what went wrong."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- reading
