@@ -30,6 +30,7 @@ from .embedding import (
 )
 from .errors import (
     AssistantError,
+    ConfigError,
     EmptyCorpusError,
 )
 from .store import (
@@ -323,10 +324,17 @@ def build_index(
         CorpusNotFoundError: ``corpus_dir`` does not exist.
         EmptyCorpusError: No file in ``corpus_dir`` could be indexed.
         IndexWriteError: The index could not be written; the previous one still serves.
+        ConfigError: BM25 options were set for a Milvus store, which cannot honour them.
     """
     started = time.perf_counter()
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
     settings = resolve_store(settings or Settings(), index_dir)
+    if settings.store == "milvus" and KeywordIndex.params_for(settings) != KeywordIndex.params:
+        raise ConfigError(
+            "keyword_k1, keyword_b and split_identifiers apply to the local (faiss) store only: "
+            "a Milvus collection scores BM25 with fixed parameters. Leave them at their "
+            "defaults, or build with --store faiss"
+        )
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()
@@ -402,8 +410,9 @@ def build_index(
         dense = FaissStore.build(vectors, index_type, index_params)
     seconds["dense"] = time.perf_counter() - tick
     tick = time.perf_counter()
+    keyword_params = KeywordIndex.params_for(settings)
     if shared is None:
-        keyword = KeywordIndex.build([c.embed_text for c in chunks])
+        keyword = KeywordIndex.build([c.embed_text for c in chunks], keyword_params)
     seconds["keyword"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -427,7 +436,7 @@ def build_index(
             "exact_search_limit": settings.exact_search_limit,
         },
         "chunking": chunking,
-        "keyword": dict(KeywordIndex.params),
+        "keyword": keyword_params,
         "corpus_root": str(corpus_dir.resolve()),
         "corpus_fingerprint": fingerprint,
         "documents": len(stored),

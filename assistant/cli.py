@@ -275,6 +275,9 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     click.echo(f"chunks      {manifest.chunks}")
     click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
     click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
+    bm25 = manifest.keyword
+    split = ", code identifiers split" if bm25.get("split_identifiers") else ""
+    click.echo(f"keyword     BM25 k1={bm25.get('k1')} b={bm25.get('b')}{split}")
     if manifest.store:
         click.echo(
             f"store       Milvus collection {manifest.store.get('collection')} "
@@ -432,6 +435,9 @@ def _search_settings(settings: Settings) -> dict[str, Any]:
         "keyword_weight",
         "keyword_peak_low",
         "keyword_peak_high",
+        "keyword_k1",
+        "keyword_b",
+        "split_identifiers",
         "rrf_k",
     )
     return {name: getattr(settings, name) for name in names}

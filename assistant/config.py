@@ -99,6 +99,15 @@ class Settings:
             that single out a few passages, where it helps. Fitted on SciFact train, CoSQA dev
             and our question sets (``benchmarks/RESULTS.md``); 0 and 0 give every query the
             full weight.
+        keyword_k1, keyword_b: BM25's term-frequency saturation and length normalization for
+            new builds (an index keeps the values it was built with). The defaults are
+            Lucene's; on SciFact and CoSQA b = 0.5 scored a little higher, but not on our
+            question sets (``benchmarks/RESULTS.md``, "BM25 parameters").
+        split_identifiers: New builds index the parts of snake_case and camelCase names as
+            words too (``getHTTPResponse`` also as ``get HTTP Response``), so a question in
+            plain words finds code that names the idea. It helps corpora that are mostly code
+            or full of symbols (CoSQA, SciFact); on our own corpus it moved the top hit of a
+            few questions to a neighbouring page, so it is off by default.
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
@@ -146,6 +155,9 @@ class Settings:
     keyword_weight: float = 0.4
     keyword_peak_low: float = 0.2
     keyword_peak_high: float = 0.35
+    keyword_k1: float = 1.2
+    keyword_b: float = 0.75
+    split_identifiers: bool = False
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
@@ -185,6 +197,11 @@ class Settings:
             raise ConfigError(
                 "keyword_peak_low and keyword_peak_high must satisfy 0 <= low <= high <= 1, got "
                 f"{self.keyword_peak_low} and {self.keyword_peak_high}"
+            )
+        if self.keyword_k1 <= 0 or not 0 <= self.keyword_b <= 1:
+            raise ConfigError(
+                f"keyword_k1 must be above 0 and keyword_b in [0, 1], got {self.keyword_k1} "
+                f"and {self.keyword_b}"
             )
         if not 0 < self.dedupe_threshold <= 1:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")

@@ -393,8 +393,8 @@ def split_identifiers(text: str) -> str:
 
 class KeywordIndex:
     """BM25 over chunk texts (bm25s), with English stop words and Snowball stemming; code
-    identifiers can be split into their words too (``split_identifiers``, off by default: it
-    helps the public code and science benchmarks but not our own question sets).
+    identifiers can be split into their words too (``Settings.split_identifiers``, off by
+    default: it helps the public code and science benchmarks but not our own question sets).
 
     ``params`` are recorded in each index's manifest; an index is always searched with the
     parameters it was built with, so indexes built before the option existed keep working.
@@ -408,6 +408,16 @@ class KeywordIndex:
         "stopwords": "en",
         "split_identifiers": False,
     }
+
+    @classmethod
+    def params_for(cls, settings: Settings) -> dict[str, Any]:
+        """The parameters a new build records: the defaults with the settings' BM25 options."""
+        return {
+            **cls.params,
+            "k1": settings.keyword_k1,
+            "b": settings.keyword_b,
+            "split_identifiers": settings.split_identifiers,
+        }
 
     def __init__(self, retriever: Any, params: dict[str, Any] | None = None) -> None:
         self.retriever = retriever

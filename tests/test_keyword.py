@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.store import KeywordIndex, split_identifiers
+from assistant import Assistant, ConfigError, Settings, build_index
+from assistant.store import KeywordIndex, open_index, split_identifiers
+from assistant.testing import HashEncoder
 
 SPLIT = {**KeywordIndex.params, "split_identifiers": True}
 LEGACY = {k: v for k, v in KeywordIndex.params.items() if k != "split_identifiers"}
@@ -61,3 +63,35 @@ def test_a_splitting_index_reopens_with_its_own_parameters(tmp_path: Path) -> No
     KeywordIndex.build(CODE, SPLIT).save(tmp_path / "keyword")
     reopened = KeywordIndex.load(tmp_path / "keyword", SPLIT)
     assert reopened.search("get http response", 4)[0].tolist()[0] == 1
+
+
+def _code_corpus(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "client.md").write_text(
+        "# Fetching pages\n\n```python\ndef getHTTPResponse(url):\n    return fetch(url)\n```\n"
+    )
+    (folder / "retries.md").write_text("# Retries\n\nUse exponential backoff with jitter.\n")
+    return folder
+
+
+def test_split_identifiers_is_a_build_setting_recorded_in_the_manifest(tmp_path: Path) -> None:
+    corpus, encoder = _code_corpus(tmp_path / "docs"), HashEncoder()
+    build_index(corpus, tmp_path / "plain", encoder=encoder)
+    settings = Settings.from_env({"NEXUS_SPLIT_IDENTIFIERS": "yes", "NEXUS_KEYWORD_B": "0.5"})
+    build_index(corpus, tmp_path / "split", settings=settings, encoder=encoder)
+
+    def keyword_hits(index: Path) -> list[str]:
+        hits = Assistant.load(index, encoder=encoder).search("http response", mode="keyword")
+        return [h.source for h in hits]
+
+    assert keyword_hits(tmp_path / "plain") == []
+    assert keyword_hits(tmp_path / "split") == ["client.md"]
+    recorded = open_index(tmp_path / "split").manifest.keyword
+    assert (recorded["split_identifiers"], recorded["b"], recorded["k1"]) == (True, 0.5, 1.2)
+
+
+def test_bm25_options_are_refused_for_a_milvus_store(tmp_path: Path) -> None:
+    settings = Settings(store="milvus", split_identifiers=True)
+    with pytest.raises(ConfigError, match="local \\(faiss\\) store only"):
+        build_index(_code_corpus(tmp_path / "docs"), tmp_path / "index", settings=settings)
+    assert not (tmp_path / "index").exists()
