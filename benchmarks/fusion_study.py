@@ -109,11 +109,29 @@ def chunk_sources(nexus: Assistant) -> np.ndarray:
     return source_of
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_arguments(doc: str) -> argparse.Namespace:
+    """The command line every BEIR study shares: datasets as name:tune:report, a JSON path."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--dataset", action="append", required=True, help="name:tune:report")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def record(rows: list[dict], row: dict, line: str) -> None:
+    """Keep a result row and print its line at once, so a long study shows progress."""
+    rows.append(row)
+    print(line, flush=True)
+
+
+def save(rows: list[dict], path: Path | None) -> int:
+    """Write the rows as JSON when a path was given; the exit status of a study."""
+    if path:
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def main() -> int:
+    args = study_arguments(__doc__)
     settings = Settings()
     out = []
     for spec in args.dataset:

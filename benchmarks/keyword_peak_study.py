@@ -23,7 +23,6 @@ Choose on the tuning split (named first), read the test split only to report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources
+from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources, study_arguments
 
 from assistant import Assistant, Settings
 from assistant.beir import BeirDataset, load_beir, read_beir_documents
@@ -135,6 +134,16 @@ def collapsed(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dic
     return out
 
 
+def ndcg_both(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dict) -> dict:
+    """trec_eval's nDCG@10 of ``run``, plain and with identical documents collapsed."""
+    return {
+        "ndcg_at_10": score_run(run, dataset.qrels)["ndcg_at_10"],
+        "ndcg_at_10_collapsed": score_run(collapsed(run, dataset, group), dataset.qrels)[
+            "ndcg_at_10"
+        ],
+    }
+
+
 def ceiling(dataset: BeirDataset, group: dict) -> float:
     """Plain nDCG@10 with every judged document's copies ranked first and left tied (trec_eval
     orders ties by document id, descending); one judged document per query assumed."""
@@ -151,10 +160,7 @@ def ceiling(dataset: BeirDataset, group: dict) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", action="append", required=True, help="name:tune:report")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = study_arguments(__doc__)
     settings = Settings()
     out = []
     for spec in args.dataset:
@@ -174,9 +180,7 @@ def main() -> int:
                     q: document_run((source_of[i], s) for i, s in variant(q, c)[:DEPTH])
                     for q, c in found.items()
                 }
-                m = score_run(run, dataset.qrels)
-                once = score_run(collapsed(run, dataset, group), dataset.qrels)
-                m["ndcg_at_10_collapsed"] = once["ndcg_at_10"]
+                m = {**score_run(run, dataset.qrels), **ndcg_both(run, dataset, group)}
                 out.append({"dataset": name, "split": split, "variant": label, **m})
                 print(
                     f"{name:8} {split:5} {label:26} nDCG@10 {m['ndcg_at_10']:.4f}  "

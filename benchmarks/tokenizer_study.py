@@ -13,16 +13,14 @@ the tuning split, read the test split only to report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pickle
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources
+from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources, study_arguments
 from tqdm import tqdm
 
 from assistant import Assistant, Settings
@@ -105,10 +103,7 @@ def variants() -> dict[str, Fusion]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", action="append", required=True, help="name:tune:report")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = study_arguments(__doc__)
     out = []
     for spec in args.dataset:
         name, *splits = spec.split(":")

@@ -1,0 +1,122 @@
+"""BM25's parameters (k1, b) and tokenization, alone and fused with the app's hybrid rule.
+
+The dense candidates come from the fusion study's cache (``benchmarks/data/fusion/``), so
+nothing is embedded: each setting rebuilds only the keyword index over the stored chunk texts
+and searches every query (1,000 chunks). Tokenizations: ``words`` (the default), ``identifiers``
+(snake_case and camelCase names split on both sides, ``KeywordIndex`` option
+``split_identifiers``) and ``identifiers-docs`` (split in the passages only, so a question
+that quotes a name still matches it whole and not its common parts). Each setting is fused
+with a fixed keyword weight of 0.4 and with the app's default rule (the weight scaled by the
+list's peak), and scored by trec_eval's nDCG@10, plain and with identical documents collapsed
+(see ``keyword_peak_study``).
+
+Every setting is scored on the tuning split; the report split is scored only for the default
+setting and the two best on the tuning split, so test figures cannot steer the choice.
+
+    python benchmarks/bm25_params_study.py --dataset scifact:train:test \\
+        --dataset cosqa:dev:test --json benchmarks/results/bm25_params_study.json
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from typing import Any
+
+from fusion_study import (
+    DATA,
+    DEPTH,
+    WORK,
+    cached_candidates,
+    chunk_sources,
+    record,
+    save,
+    study_arguments,
+)
+from keyword_peak_study import duplicate_groups, ndcg_both
+from tqdm import tqdm
+
+from assistant import Assistant, Settings
+from assistant.beir import BeirDataset, load_beir
+from assistant.evaluation import document_run
+from assistant.retrieval import clean_query, keyword_peak, keyword_share, score_fusion
+from assistant.store import KeywordIndex, keyword_tokens
+
+TOKENIZERS = ("words", "identifiers", "identifiers-docs")
+K1 = (0.9, 1.2, 1.5)
+B = (0.5, 0.75, 0.9)
+
+
+class DocumentSideSplit(KeywordIndex):
+    """Identifiers split in the indexed passages, questions tokenized as plain words."""
+
+    def tokenize(self, query: str) -> list[str]:
+        return keyword_tokens([query], {"split_identifiers": False})[0]
+
+
+def keyword_index(texts: list[str], tokenizer: str, k1: float, b: float) -> KeywordIndex:
+    params = {**KeywordIndex.params, "k1": k1, "b": b, "split_identifiers": tokenizer != "words"}
+    index = KeywordIndex.build(texts, params)
+    return DocumentSideSplit(index.retriever, params) if tokenizer == "identifiers-docs" else index
+
+
+def score(
+    nexus: Assistant, name: str, split: str, keyword: KeywordIndex, source_of: Any, group: dict
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 (plain, collapsed) of BM25 alone, fixed weight 0.4 and the app's rule."""
+    dataset: BeirDataset = load_beir(DATA / name, split)
+    dense = cached_candidates(nexus, name, split, dataset.queries)
+    settings = Settings()
+    runs: dict[str, dict] = {"keyword": {}, "fixed 0.4": {}, "app rule": {}}
+    for q, c in dense.items():
+        ids, scores = keyword.search(clean_query(dataset.queries[q], 2000), DEPTH)
+        lists = [(c.dense_ids, c.dense_scores), (ids, scores)]
+        share = keyword_share(
+            keyword_peak(scores), settings.keyword_peak_low, settings.keyword_peak_high
+        )
+        fused = {
+            "keyword": list(zip(ids.tolist(), scores.tolist(), strict=True)),
+            "fixed 0.4": score_fusion(lists, [0.6, 0.4]),
+            "app rule": score_fusion(lists, [1 - 0.4 * share, 0.4 * share]),
+        }
+        for label, ranking in fused.items():
+            runs[label][q] = document_run((source_of[i], s) for i, s in ranking[:DEPTH])
+    return {label: ndcg_both(run, dataset, group) for label, run in runs.items()}
+
+
+def main() -> int:
+    args = study_arguments(__doc__)
+    out = []
+    default = ("words", KeywordIndex.params["k1"], KeywordIndex.params["b"])
+    for spec in args.dataset:
+        name, tune, report = spec.split(":")
+        nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=Settings())
+        source_of, group = chunk_sources(nexus), duplicate_groups(DATA / name)
+        texts = nexus.index.embed_texts()
+        tuned = {}
+        for setting in tqdm(list(itertools.product(TOKENIZERS, K1, B)), desc=name):
+            keyword = keyword_index(texts, *setting)
+            tuned[setting] = (keyword, score(nexus, name, tune, keyword, source_of, group))
+        # The tuning criterion: the app rule's nDCG@10, collapsed (tie order cannot move it).
+        best = sorted(tuned, key=lambda s: -tuned[s][1]["app rule"]["ndcg_at_10_collapsed"])
+        for setting in tuned:
+            keyword, scores = tuned[setting]
+            splits = {tune: scores}
+            if setting == default or setting in best[:2]:
+                splits[report] = score(nexus, name, report, keyword, source_of, group)
+            tokenizer, k1, b = setting
+            for split, by_variant in splits.items():
+                for variant, m in by_variant.items():
+                    row = {"dataset": name, "split": split, "tokenizer": tokenizer, "k1": k1}
+                    record(
+                        out,
+                        {**row, "b": b, "variant": variant, **m},
+                        f"{name:8} {split:5} {tokenizer:16} k1={k1} b={b:<4} {variant:9} "
+                        f"nDCG@10 {m['ndcg_at_10']:.4f}  "
+                        f"collapsed {m['ndcg_at_10_collapsed']:.4f}",
+                    )
+    return save(out, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
