@@ -30,7 +30,6 @@ from .embedding import (
 )
 from .errors import (
     AssistantError,
-    ConfigError,
     EmptyCorpusError,
 )
 from .store import (
@@ -324,17 +323,10 @@ def build_index(
         CorpusNotFoundError: ``corpus_dir`` does not exist.
         EmptyCorpusError: No file in ``corpus_dir`` could be indexed.
         IndexWriteError: The index could not be written; the previous one still serves.
-        ConfigError: BM25 options were set for a Milvus store, which cannot honour them.
     """
     started = time.perf_counter()
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
     settings = resolve_store(settings or Settings(), index_dir)
-    if settings.store == "milvus" and KeywordIndex.params_for(settings) != KeywordIndex.params:
-        raise ConfigError(
-            "keyword_k1, keyword_b and split_identifiers apply to the local (faiss) store only: "
-            "a Milvus collection scores BM25 with fixed parameters. Leave them at their "
-            "defaults, or build with --store faiss"
-        )
     seconds: dict[str, float] = {}
 
     tick = time.perf_counter()

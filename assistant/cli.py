@@ -250,7 +250,7 @@ def search(
 def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None:
     """Describe the index (model, counts, build time) and whether the corpus changed since."""
     from .build import corpus_changes
-    from .store import open_index
+    from .store import open_index, split_mode
 
     settings = _settings(index_dir=index_dir)
     try:
@@ -276,8 +276,10 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
     click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
     bm25 = manifest.keyword
-    split = ", code identifiers split" if bm25.get("split_identifiers") else ""
-    click.echo(f"keyword     BM25 k1={bm25.get('k1')} b={bm25.get('b')}{split}")
+    click.echo(
+        f"keyword     BM25 k1={bm25.get('k1')} b={bm25.get('b')}, "
+        f"code names split: {split_mode(bm25)}"
+    )
     if manifest.store:
         click.echo(
             f"store       Milvus collection {manifest.store.get('collection')} "
@@ -394,6 +396,7 @@ def evaluate(
                     scores = evaluate_questions(nexus, qs, mode)
                     talk = evaluate_conversation(nexus, qs, mode)
                     row = {"file": str(path), **asdict(scores), "conversation": asdict(talk)}
+                    row["keyword"] = nexus.index.manifest.keyword  # the BM25 it was built with
                     report["questions"].append(row)
                     _show_questions(row, as_json)
         beir_scores = []
@@ -411,6 +414,7 @@ def evaluate(
                 for result in results:
                     beir_scores.append(result)
                     row = {**asdict(result), "build": asdict(built)}
+                    row["keyword"] = nexus.index.manifest.keyword
                     report["beir"].append(row)
                     _show_beir(row, as_json)
         if plot is not None and beir_scores:
@@ -435,9 +439,6 @@ def _search_settings(settings: Settings) -> dict[str, Any]:
         "keyword_weight",
         "keyword_peak_low",
         "keyword_peak_high",
-        "keyword_k1",
-        "keyword_b",
-        "split_identifiers",
         "rrf_k",
     )
     return {name: getattr(settings, name) for name in names}

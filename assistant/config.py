@@ -41,6 +41,7 @@ EXECUTORS: tuple[Executor, ...] = get_args(Executor)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 STORES = ("auto", "faiss", "milvus")
+SPLIT_MODES = ("none", "mixed", "all")  # which code names keyword search also splits
 DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
 
@@ -100,14 +101,15 @@ class Settings:
             and our question sets (``benchmarks/RESULTS.md``); 0 and 0 give every query the
             full weight.
         keyword_k1, keyword_b: BM25's term-frequency saturation and length normalization for
-            new builds (an index keeps the values it was built with). The defaults are
-            Lucene's; on SciFact and CoSQA b = 0.5 scored a little higher, but not on our
-            question sets (``benchmarks/RESULTS.md``, "BM25 parameters").
-        split_identifiers: New builds index the parts of snake_case and camelCase names as
-            words too (``getHTTPResponse`` also as ``get HTTP Response``), so a question in
-            plain words finds code that names the idea. It helps corpora that are mostly code
-            or full of symbols (CoSQA, SciFact); on our own corpus it moved the top hit of a
-            few questions to a neighbouring page, so it is off by default.
+            new builds (an index keeps the values it was built with). Lucene's defaults; b =
+            0.5 scored a little higher on SciFact and CoSQA but not on our question sets
+            (``benchmarks/RESULTS.md``, "BM25 parameters and passage length").
+        split_identifiers: Which code names new builds also index by their parts: ``none``
+            (default: every name stays whole), ``mixed`` (names whose parts show in capitals
+            or digits: ``getHTTPResponse`` also as ``get HTTP Response``, ``CD4`` as ``CD 4``)
+            or ``all`` (snake_case too: ``sort_dict_by_value``), best for corpora that are
+            mostly code. Splitting lifts the public code and science benchmarks but moved a
+            few of our own questions' top hit to a neighbouring page, hence off by default.
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
@@ -157,7 +159,7 @@ class Settings:
     keyword_peak_high: float = 0.35
     keyword_k1: float = 1.2
     keyword_b: float = 0.75
-    split_identifiers: bool = False
+    split_identifiers: str = "none"
     rrf_k: int = 60
     dedupe_threshold: float = 0.97
     max_query_chars: int = 2_000
@@ -202,6 +204,11 @@ class Settings:
             raise ConfigError(
                 f"keyword_k1 must be above 0 and keyword_b in [0, 1], got {self.keyword_k1} "
                 f"and {self.keyword_b}"
+            )
+        if self.split_identifiers not in SPLIT_MODES:
+            raise ConfigError(
+                f"split_identifiers must be one of {', '.join(SPLIT_MODES)}, "
+                f"got {self.split_identifiers!r}"
             )
         if not 0 < self.dedupe_threshold <= 1:
             raise ConfigError(f"dedupe_threshold must be in (0, 1], got {self.dedupe_threshold}")

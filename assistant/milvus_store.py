@@ -26,6 +26,7 @@ machine); a ``http://host:19530`` URI reaches a Milvus standalone server or clus
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -83,8 +84,8 @@ IVF_NPROBE = 32
 # only has to split. Milvus servers and milvus-lite (which has no stemmer) then index the same
 # terms, and the same as the local index does.
 ANALYZER: dict[str, Any] = {"tokenizer": "standard", "filter": ["lowercase"]}
-BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}
 _ENCODER_PROPERTY = "nexus.encoder"
+_KEYWORD_PROPERTY = "nexus.keyword"  # the keyword parameters its terms were analysed with
 
 T = TypeVar("T")
 
@@ -284,7 +285,12 @@ class MilvusCollection:
         value = self.describe().get("properties", {}).get(_ENCODER_PROPERTY)
         return None if value is None else str(value)
 
-    def create(self, dim: int, encoder: str, spec: IndexSpec) -> None:
+    def keyword(self) -> str | None:
+        """The keyword parameters its rows were analysed and are scored with (JSON)."""
+        value = self.describe().get("properties", {}).get(_KEYWORD_PROPERTY)
+        return None if value is None else str(value)
+
+    def create(self, dim: int, encoder: str, spec: IndexSpec, keyword: dict[str, Any]) -> None:
         """Create the collection (see the module docstring for its fields) and load it."""
         pymilvus = _pymilvus()
         DataType = pymilvus.DataType
@@ -315,7 +321,10 @@ class MilvusCollection:
                 "vector", index_type=spec.index_type, metric_type="IP", params=spec.params
             )
             index.add_index(
-                "sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=BM25_PARAMS
+                "sparse",
+                index_type="SPARSE_INVERTED_INDEX",
+                metric_type="BM25",
+                params=bm25_params(keyword),
             )
             # Strong consistency: a search right after a build sees every chunk it upserted.
             client.create_collection(
@@ -323,7 +332,7 @@ class MilvusCollection:
                 schema=schema,
                 index_params=index,
                 consistency_level="Strong",
-                properties={_ENCODER_PROPERTY: encoder},
+                properties={_ENCODER_PROPERTY: encoder, _KEYWORD_PROPERTY: _as_key(keyword)},
             )
 
         self._call("create", create)
@@ -456,6 +465,15 @@ class MilvusCollection:
         return keys, np.abs(scores) if field == "sparse" else scores
 
 
+def bm25_params(keyword: dict[str, Any]) -> dict[str, float]:
+    """Milvus' BM25 index parameters for Nexus' keyword parameters."""
+    return {"bm25_k1": float(keyword["k1"]), "bm25_b": float(keyword["b"])}
+
+
+def _as_key(keyword: dict[str, Any]) -> str:
+    return json.dumps(keyword, sort_keys=True)
+
+
 def _fit(text: str) -> str:
     """``text`` cut to Milvus' longest VARCHAR, on a character boundary."""
     data = text.encode("utf-8")
@@ -476,6 +494,7 @@ class SharedBuild:
     spec: IndexSpec
     stale: np.ndarray
     upserted: int
+    keyword: dict[str, Any]
 
     def manifest(self) -> dict[str, Any]:
         """The ``store`` block of the manifest (no token, no password)."""
@@ -488,7 +507,7 @@ class SharedBuild:
             "index_params": self.spec.params,
             "search_params": self.spec.search,
             "analyzer": ANALYZER,
-            "bm25": BM25_PARAMS,
+            "bm25": bm25_params(self.keyword),
         }
 
     def finish(self) -> None:
@@ -512,7 +531,8 @@ def prepare_collection(
     """Bring the collection up to this build's chunks, except for deletions (see ``finish``).
 
     The collection is created when missing and recreated when its vectors came from another
-    encoder. Only keys it lacks are upserted, or every key when ``full``.
+    encoder or its text was analysed with other keyword parameters (so one collection never
+    mixes two analyses). Only keys it lacks are upserted, or every key when ``full``.
 
     Raises:
         StoreError: Milvus cannot be reached or refuses a write.
@@ -523,12 +543,15 @@ def prepare_collection(
     name = settings.milvus_collection or DEFAULT_COLLECTION
     collection = MilvusCollection(uri, name, settings.milvus_token)
     spec = milvus_index_spec(len(chunks), settings.exact_search_limit)
-    dim = vectors.shape[1]
+    dim, keyword = vectors.shape[1], KeywordIndex.params_for(settings)
     if collection.exists() and (collection.encoder() != encoder or collection.dim() != dim):
         log.warning("%r holds vectors of another model; recreating it", collection)
         collection.drop()
+    elif collection.exists() and collection.keyword() != _as_key(keyword):
+        log.warning("%r was analysed with other keyword parameters; recreating it", collection)
+        collection.drop()
     if not collection.exists():
-        collection.create(dim, encoder, spec)
+        collection.create(dim, encoder, spec, keyword)
     elif collection.index_type() != spec.index_type:
         log.info("%r: switching the dense index to %s", collection, spec.index_type)
         collection.reindex(spec)
@@ -539,12 +562,12 @@ def prepare_collection(
         keys[rows],
         vectors[rows],
         [chunks[i] for i in rows.tolist()],
-        dict(KeywordIndex.params),
+        keyword,
         progress=progress,
     )
     collection.flush()
     stale = np.setdiff1d(existing, keys)
-    return SharedBuild(collection, spec, stale, len(rows))
+    return SharedBuild(collection, spec, stale, len(rows), keyword)
 
 
 # --------------------------------------------------------------------------- reading

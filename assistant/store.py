@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .chunking import Chunk
-from .config import DEFAULT_COLLECTION, Settings
+from .config import DEFAULT_COLLECTION, SPLIT_MODES, Settings
 from .errors import (
     AssistantError,
     IndexCorruptError,
@@ -371,30 +371,46 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 
 _IDENTIFIER = re.compile(r"\b[A-Za-z0-9_]{2,}\b")
 _IDENTIFIER_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_MARKED_PARTS = re.compile(r"[a-z][A-Z]|[A-Za-z][0-9]|[0-9][A-Za-z]")  # getHTTP, CD4, 2fa
 
 
-def split_identifiers(text: str) -> str:
-    """``text`` with the parts of every snake_case or camelCase identifier added after it.
+def split_identifiers(text: str, mode: str = "all") -> str:
+    """``text`` with the parts of code names added after them.
 
     Documentation that quotes code names things ``sort_dict_by_value`` or ``getHTTPResponse``,
     which a word tokenizer keeps as one token that the words of a question never match. The
-    whole identifier stays (an exact name still matches best) and its parts follow it:
-    ``getHTTPResponse`` becomes ``getHTTPResponse get HTTP Response``. Dotted names need
-    nothing: the tokenizer already splits at dots.
+    whole name stays (an exact name still matches best) and its parts follow it:
+    ``getHTTPResponse`` becomes ``getHTTPResponse get HTTP Response``. ``mode="mixed"`` splits
+    only names whose parts show in capitals or digits and keeps snake_case whole, since its
+    parts are everyday words (``on_commit``). Dotted names need nothing: the tokenizer already
+    splits at dots.
     """
 
     def expand(match: re.Match[str]) -> str:
         word = match.group()
+        if mode == "mixed" and not _MARKED_PARTS.search(word):
+            return word
         parts = _IDENTIFIER_PART.findall(word)
         return word if parts in ([], [word]) else f"{word} {' '.join(parts)}"
 
-    return _IDENTIFIER.sub(expand, text)
+    return text if mode == "none" else _IDENTIFIER.sub(expand, text)
+
+
+def split_mode(params: Mapping[str, Any]) -> str:
+    """The split mode keyword parameters ask for: manifests from before the modes recorded
+    ``True`` (all) or ``False`` (none), and older ones nothing (none)."""
+    value = params.get("split_identifiers", False)
+    mode = {True: "all", False: "none"}.get(value, value) if isinstance(value, bool) else value
+    if mode not in SPLIT_MODES:
+        raise IndexCorruptError(
+            f"unknown keyword split mode {value!r} in the manifest; rebuild with `nexus build`"
+        )
+    return str(mode)
 
 
 class KeywordIndex:
     """BM25 over chunk texts (bm25s), with English stop words and Snowball stemming; code
-    identifiers can be split into their words too (``Settings.split_identifiers``, off by
-    default: it helps the public code and science benchmarks but not our own question sets).
+    names are indexed by their parts too (``Settings.split_identifiers``).
 
     ``params`` are recorded in each index's manifest; an index is always searched with the
     parameters it was built with, so indexes built before the option existed keep working.
@@ -406,7 +422,7 @@ class KeywordIndex:
         "b": 0.75,
         "stemmer": "english",
         "stopwords": "en",
-        "split_identifiers": False,
+        "split_identifiers": "none",
     }
 
     @classmethod
@@ -421,15 +437,14 @@ class KeywordIndex:
 
     def __init__(self, retriever: Any, params: dict[str, Any] | None = None) -> None:
         self.retriever = retriever
-        own = self.params if params is None else params
-        self.split_identifiers = bool(own.get("split_identifiers", False))
+        self.split_mode = split_mode(self.params if params is None else params)
 
     @classmethod
     def build(cls, texts: Sequence[str], params: dict[str, Any] | None = None) -> KeywordIndex:
         bm25s = _bm25s()
-        p = {"split_identifiers": False, **params} if params is not None else cls.params
-        if p["split_identifiers"]:
-            texts = [split_identifiers(t) for t in texts]
+        p = dict(params) if params is not None else cls.params
+        mode = split_mode(p)
+        texts = [split_identifiers(t, mode) for t in texts]
         tokens = bm25s.tokenize(
             list(texts), stopwords=p["stopwords"], stemmer=_stemmer(), show_progress=False
         )
@@ -451,7 +466,7 @@ class KeywordIndex:
         return int(self.retriever.scores["num_docs"])
 
     def tokenize(self, query: str) -> list[str]:
-        return keyword_tokens([query], {"split_identifiers": self.split_identifiers})[0]
+        return keyword_tokens([query], {"split_identifiers": self.split_mode})[0]
 
     def search(
         self, query: str, k: int, mask: np.ndarray | None = None
@@ -474,11 +489,11 @@ class KeywordIndex:
 def keyword_tokens(
     texts: Sequence[str], params: Mapping[str, Any] | None = None
 ) -> list[list[str]]:
-    """Each text as the keyword index sees it: words, without stop words, stemmed (and code
-    identifiers split when ``params`` say so). Defaults are ``KeywordIndex.params``."""
-    p = {**KeywordIndex.params, **(params or {})}
-    if p["split_identifiers"]:
-        texts = [split_identifiers(t) for t in texts]
+    """Each text as the keyword index sees it: words, without stop words, stemmed, code names
+    split as ``params`` (an index's manifest) say. ``None`` means ``KeywordIndex.params``."""
+    p = KeywordIndex.params if params is None else {**KeywordIndex.params, **params}
+    mode = split_mode(p if params is None else {"split_identifiers": False, **params})
+    texts = [split_identifiers(t, mode) for t in texts]
     tokens = _bm25s().tokenize(
         list(texts),
         stopwords=p["stopwords"],

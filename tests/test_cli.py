@@ -67,7 +67,7 @@ def test_info_describes_the_index(built: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "hash-encoder (64 dimensions)" in out and "documents   6" in out
     assert "corpus" in out and "up to date" in out
-    assert "keyword     BM25 k1=1.2 b=0.75\n" in out
+    assert "keyword     BM25 k1=1.2 b=0.75, code names split: none\n" in out
     assert main(["info", "--index", str(built), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["chunks"] >= 6
 

@@ -26,6 +26,7 @@ def test_environment_overrides_defaults_and_arguments_override_environment() -> 
         ({"NEXUS_TOP_K": "0"}, "top_k must be at least 1"),
         ({"NEXUS_KEYWORD_B": "1.5"}, "keyword_b in \\[0, 1\\]"),
         ({"NEXUS_KEYWORD_K1": "0"}, "keyword_k1 must be above 0"),
+        ({"NEXUS_SPLIT_IDENTIFIERS": "yes"}, "split_identifiers must be one of none, mixed, all"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], message: str) -> None:

@@ -160,5 +160,6 @@ def test_eval_command_writes_json_and_a_plot(
     report = json.loads(out.read_text())
     assert [r["mode"] for r in report["beir"]] == ["hybrid", "semantic", "keyword"]
     assert report["beir"][0]["build"]["documents"] == 8
+    assert report["beir"][0]["keyword"]["split_identifiers"] == "none"  # the BM25 it ranked with
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "beir_mini test  keyword" in capsys.readouterr().out

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import Assistant, ConfigError, Settings, build_index
+from assistant import Assistant, IndexCorruptError, Settings, build_index
 from assistant.store import KeywordIndex, open_index, split_identifiers
 from assistant.testing import HashEncoder
 
@@ -35,6 +35,22 @@ CODE = [
 )
 def test_identifiers_gain_their_parts_and_keep_the_whole(text: str, expected: str) -> None:
     assert split_identifiers(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("getHTTPResponse", "getHTTPResponse get HTTP Response"),
+        ("CD4 cells", "CD4 CD 4 cells"),
+        ("on_commit(send)", "on_commit(send)"),  # snake_case parts are everyday words
+        ("parseJSON", "parseJSON parse JSON"),
+    ],
+)
+def test_the_default_splits_only_names_marked_by_capitals_or_digits(
+    text: str, expected: str
+) -> None:
+    assert split_identifiers(text, "mixed") == expected
+    assert split_identifiers(text, "none") == text
 
 
 def test_words_of_a_question_find_a_snake_case_or_camel_case_name() -> None:
@@ -68,30 +84,39 @@ def test_a_splitting_index_reopens_with_its_own_parameters(tmp_path: Path) -> No
 def _code_corpus(folder: Path) -> Path:
     folder.mkdir()
     (folder / "client.md").write_text(
-        "# Fetching pages\n\n```python\ndef getHTTPResponse(url):\n    return fetch(url)\n```\n"
+        "# Fetching\n\n```python\ndef getHTTPResponse(url):\n    return fetch(url)\n```\n"
     )
+    (folder / "titles.md").write_text("# Headings\n\n```python\nfetch_page_title(url)\n```\n")
     (folder / "retries.md").write_text("# Retries\n\nUse exponential backoff with jitter.\n")
     return folder
 
 
-def test_split_identifiers_is_a_build_setting_recorded_in_the_manifest(tmp_path: Path) -> None:
-    corpus, encoder = _code_corpus(tmp_path / "docs"), HashEncoder()
-    build_index(corpus, tmp_path / "plain", encoder=encoder)
-    settings = Settings.from_env({"NEXUS_SPLIT_IDENTIFIERS": "yes", "NEXUS_KEYWORD_B": "0.5"})
-    build_index(corpus, tmp_path / "split", settings=settings, encoder=encoder)
+@pytest.mark.parametrize(
+    ("mode", "found"),
+    [
+        ("none", [[], []]),  # the default
+        ("mixed", [["client.md"], []]),
+        ("all", [["client.md"], ["titles.md"]]),
+    ],
+)
+def test_split_identifiers_is_a_build_setting_recorded_in_the_manifest(
+    tmp_path: Path, mode: str, found: list[list[str]]
+) -> None:
+    corpus, encoder, index = _code_corpus(tmp_path / "docs"), HashEncoder(), tmp_path / "index"
+    env = {"NEXUS_SPLIT_IDENTIFIERS": mode, "NEXUS_KEYWORD_B": "0.5"}
+    build_index(corpus, index, settings=Settings.from_env(env), encoder=encoder)
+    nexus = Assistant.load(index, encoder=encoder)
+    for question, sources in zip(("http response", "page title"), found, strict=True):
+        assert [h.source for h in nexus.search(question, mode="keyword")] == sources
+    recorded = open_index(index).manifest.keyword
+    assert (recorded["split_identifiers"], recorded["k1"], recorded["b"]) == (mode, 1.2, 0.5)
 
-    def keyword_hits(index: Path) -> list[str]:
-        hits = Assistant.load(index, encoder=encoder).search("http response", mode="keyword")
-        return [h.source for h in hits]
 
-    assert keyword_hits(tmp_path / "plain") == []
-    assert keyword_hits(tmp_path / "split") == ["client.md"]
-    recorded = open_index(tmp_path / "split").manifest.keyword
-    assert (recorded["split_identifiers"], recorded["b"], recorded["k1"]) == (True, 0.5, 1.2)
-
-
-def test_bm25_options_are_refused_for_a_milvus_store(tmp_path: Path) -> None:
-    settings = Settings(store="milvus", split_identifiers=True)
-    with pytest.raises(ConfigError, match="local \\(faiss\\) store only"):
-        build_index(_code_corpus(tmp_path / "docs"), tmp_path / "index", settings=settings)
-    assert not (tmp_path / "index").exists()
+def test_indexes_from_before_the_split_modes_keep_their_tokenization() -> None:
+    assert (
+        KeywordIndex.build(CODE, {**KeywordIndex.params, "split_identifiers": True}).split_mode
+        == "all"
+    )
+    assert KeywordIndex.build(CODE, LEGACY).split_mode == "none"
+    with pytest.raises(IndexCorruptError, match="unknown keyword split mode"):
+        KeywordIndex.build(CODE, {**KeywordIndex.params, "split_identifiers": "some"})

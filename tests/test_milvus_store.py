@@ -109,6 +109,24 @@ def test_a_collection_of_another_dimension_is_refused_with_the_fix(
 
 
 @pytest.mark.scale
+def test_a_collection_is_reanalysed_when_the_keyword_parameters_change(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings, lite_uri: str
+) -> None:
+    snake = "Call transaction.on_commit_hook_runner(send) once the data is saved.\n"
+    (corpus / "faq.md").write_text(f"# Saving\n\n{snake}")
+    on_milvus = _milvus(settings, lite_uri, "reanalysed")
+    build_index(corpus, index_dir, settings=on_milvus, encoder=encoder)
+    nexus = Assistant.load(index_dir, settings=on_milvus, encoder=encoder)
+    assert "faq.md" not in [h.source for h in nexus.search("hook runner", mode="keyword")]
+    split_all = on_milvus.replace(split_identifiers="all", keyword_b=0.75)
+    report = build_index(corpus, index_dir, settings=split_all, encoder=encoder)
+    assert report.reused == report.chunks  # re-analysed, not re-embedded
+    nexus = Assistant.load(index_dir, settings=split_all, encoder=encoder)
+    assert nexus.search("hook runner", mode="keyword")[0].source == "faq.md"
+    assert nexus.index.manifest.store["bm25"] == {"bm25_k1": 1.2, "bm25_b": 0.75}
+
+
+@pytest.mark.scale
 def test_an_unreachable_server_fails_fast_with_what_to_check(
     corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings, lite_uri: str
 ) -> None:
