@@ -2,10 +2,11 @@
 
 The dense candidates come from the fusion study's cache (``benchmarks/data/fusion/``), so
 nothing is embedded: each setting rebuilds only the keyword index over the stored chunk texts
-and searches every query (1,000 chunks). Tokenizations: ``words`` (the default), ``identifiers``
-(snake_case and camelCase names split on both sides, ``KeywordIndex`` option
-``split_identifiers``) and ``identifiers-docs`` (split in the passages only, so a question
-that quotes a name still matches it whole and not its common parts). Each setting is fused
+and searches every query (1,000 chunks). Tokenizations (``Settings.split_identifiers``):
+``words`` (none), ``mixed`` (names with inner capitals or digits split, snake_case whole),
+``identifiers`` (all names split on both sides) and ``identifiers-docs`` (all split in the
+passages only, so a question that quotes a name matches it whole and not its common parts;
+not an app option). Each setting is fused
 with a fixed keyword weight of 0.4 and with the app's default rule (the weight scaled by the
 list's peak), and scored by trec_eval's nDCG@10, plain and with identical documents collapsed
 (see ``keyword_peak_study``).
@@ -15,10 +16,13 @@ setting and the two best on the tuning split, so test figures cannot steer the c
 
     python benchmarks/bm25_params_study.py --dataset scifact:train:test \\
         --dataset cosqa:dev:test --json benchmarks/results/bm25_params_study.json
+    python benchmarks/bm25_params_study.py --dataset scifact:train:test --tokenizer mixed \\
+        --k1 1.2 --b 0.5 --b 0.75 --json benchmarks/results/bm25_params_study_mixed.json
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 from typing import Any
@@ -42,20 +46,21 @@ from assistant.evaluation import document_run
 from assistant.retrieval import clean_query, keyword_peak, keyword_share, score_fusion
 from assistant.store import KeywordIndex, keyword_tokens
 
-TOKENIZERS = ("words", "identifiers", "identifiers-docs")
+SPLIT_MODE = {"words": "none", "mixed": "mixed", "identifiers": "all", "identifiers-docs": "all"}
 K1 = (0.9, 1.2, 1.5)
 B = (0.5, 0.75, 0.9)
+DEFAULT = ("words", 1.2, 0.75)  # KeywordIndex.params
 
 
 class DocumentSideSplit(KeywordIndex):
     """Identifiers split in the indexed passages, questions tokenized as plain words."""
 
     def tokenize(self, query: str) -> list[str]:
-        return keyword_tokens([query], {"split_identifiers": False})[0]
+        return keyword_tokens([query], {"split_identifiers": "none"})[0]
 
 
 def keyword_index(texts: list[str], tokenizer: str, k1: float, b: float) -> KeywordIndex:
-    params = {**KeywordIndex.params, "k1": k1, "b": b, "split_identifiers": tokenizer != "words"}
+    params = {**KeywordIndex.params, "k1": k1, "b": b, "split_identifiers": SPLIT_MODE[tokenizer]}
     index = KeywordIndex.build(texts, params)
     return DocumentSideSplit(index.retriever, params) if tokenizer == "identifiers-docs" else index
 
@@ -85,16 +90,24 @@ def score(
 
 
 def main() -> int:
-    args = study_arguments(__doc__)
+    def grid(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--tokenizer", action="append", choices=list(SPLIT_MODE))
+        parser.add_argument("--k1", action="append", type=float)
+        parser.add_argument("--b", action="append", type=float)
+
+    args = study_arguments(__doc__, grid)
+    settings = list(
+        itertools.product(args.tokenizer or list(SPLIT_MODE), args.k1 or K1, args.b or B)
+    )
     out = []
-    default = ("words", KeywordIndex.params["k1"], KeywordIndex.params["b"])
+
     for spec in args.dataset:
         name, tune, report = spec.split(":")
         nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=Settings())
         source_of, group = chunk_sources(nexus), duplicate_groups(DATA / name)
         texts = nexus.index.embed_texts()
         tuned = {}
-        for setting in tqdm(list(itertools.product(TOKENIZERS, K1, B)), desc=name):
+        for setting in tqdm(settings, desc=name):
             keyword = keyword_index(texts, *setting)
             tuned[setting] = (keyword, score(nexus, name, tune, keyword, source_of, group))
         # The tuning criterion: the app rule's nDCG@10, collapsed (tie order cannot move it).
@@ -102,7 +115,7 @@ def main() -> int:
         for setting in tuned:
             keyword, scores = tuned[setting]
             splits = {tune: scores}
-            if setting == default or setting in best[:2]:
+            if setting == DEFAULT or setting in best[:2]:
                 splits[report] = score(nexus, name, report, keyword, source_of, group)
             tokenizer, k1, b = setting
             for split, by_variant in splits.items():

@@ -109,11 +109,16 @@ def chunk_sources(nexus: Assistant) -> np.ndarray:
     return source_of
 
 
-def study_arguments(doc: str) -> argparse.Namespace:
-    """The command line every BEIR study shares: datasets as name:tune:report, a JSON path."""
+def study_arguments(
+    doc: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The command line every BEIR study shares: datasets as name:tune:report, a JSON path,
+    and whatever ``more`` adds."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--dataset", action="append", required=True, help="name:tune:report")
     parser.add_argument("--json", type=Path)
+    if more:
+        more(parser)
     return parser.parse_args()
 
 
