@@ -369,6 +369,11 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 # --------------------------------------------------------------------------- keyword index
 
 
+# numpy reads a .npy header with ast.literal_eval, which on CPython 3.11 can fail spuriously
+# when two threads run it at once (SystemError "AST constructor recursion depth mismatch",
+# cpython gh-106905); a build and a live reload both open vectors.npy.
+_NPY_HEADER_LOCK = threading.Lock()
+
 _IDENTIFIER = re.compile(r"\b[A-Za-z0-9_]{2,}\b")
 _IDENTIFIER_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _MARKED_PARTS = re.compile(r"[a-z][A-Z]|[A-Za-z][0-9]|[0-9][A-Za-z]")  # getHTTP, CD4, 2fa
@@ -880,7 +885,8 @@ class LoadedIndex:
 
     def _load_vectors(self) -> np.ndarray:
         try:
-            vectors: np.ndarray = np.load(self.path / VECTORS, mmap_mode="r")
+            with _NPY_HEADER_LOCK:
+                vectors: np.ndarray = np.load(self.path / VECTORS, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(
                 f"{self.path / VECTORS} is unreadable ({exc}); rebuild with `nexus build --full`"
