@@ -152,15 +152,13 @@ def main() -> int:
                     for q, c in found.items()
                 }
                 m = score_run(run, dataset.qrels)
-                out.append({"dataset": name, "split": split, "variant": label, **m})
-                print(
+                record(
+                    out,
+                    {"dataset": name, "split": split, "variant": label, **m},
                     f"{name:8} {split:5} {label:22} nDCG@10 {m['ndcg_at_10']:.4f}  "
                     f"R@100 {m['recall_at_100']:.4f}  MRR@10 {m['mrr_at_10']:.4f}",
-                    flush=True,
                 )
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    return 0
+    return save(out, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Choose on the tuning split (named first), read the test split only to report.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections import defaultdict
@@ -31,7 +30,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources, study_arguments
+from fusion_study import (
+    DATA,
+    DEPTH,
+    WORK,
+    cached_candidates,
+    chunk_sources,
+    record,
+    save,
+    study_arguments,
+)
 
 from assistant import Assistant, Settings
 from assistant.beir import BeirDataset, load_beir, read_beir_documents
@@ -181,15 +189,13 @@ def main() -> int:
                     for q, c in found.items()
                 }
                 m = {**score_run(run, dataset.qrels), **ndcg_both(run, dataset, group)}
-                out.append({"dataset": name, "split": split, "variant": label, **m})
-                print(
+                record(
+                    out,
+                    {"dataset": name, "split": split, "variant": label, **m},
                     f"{name:8} {split:5} {label:26} nDCG@10 {m['ndcg_at_10']:.4f}  "
                     f"collapsed {m['ndcg_at_10_collapsed']:.4f}  R@100 {m['recall_at_100']:.4f}",
-                    flush=True,
                 )
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    return 0
+    return save(out, args.json)
 
 
 if __name__ == "__main__":

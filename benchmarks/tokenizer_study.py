@@ -13,14 +13,22 @@ the tuning split, read the test split only to report.
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 import sys
 from collections.abc import Callable
 
 import numpy as np
-from fusion_study import DATA, DEPTH, WORK, cached_candidates, chunk_sources, study_arguments
+from fusion_study import (
+    DATA,
+    DEPTH,
+    WORK,
+    cached_candidates,
+    chunk_sources,
+    record,
+    save,
+    study_arguments,
+)
 from tqdm import tqdm
 
 from assistant import Assistant, Settings
@@ -124,15 +132,13 @@ def main() -> int:
                         )
                     m = score_run(run, dataset.qrels)
                     row = {"dataset": name, "split": split, "tokenizer": tokenizer}
-                    out.append({**row, "variant": label, **m})
-                    print(
+                    record(
+                        out,
+                        {**row, "variant": label, **m},
                         f"{name:8} {split:5} {tokenizer:11} {label:28} "
                         f"nDCG@10 {m['ndcg_at_10']:.4f}  R@100 {m['recall_at_100']:.4f}",
-                        flush=True,
                     )
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
-    return 0
+    return save(out, args.json)
 
 
 if __name__ == "__main__":
