@@ -496,9 +496,9 @@ def keyword_tokens(
 ) -> list[list[str]]:
     """Each text as the keyword index sees it: words, without stop words, stemmed, code names
     split as ``params`` (an index's manifest) say. ``None`` means ``KeywordIndex.params``."""
-    p = KeywordIndex.params if params is None else {**KeywordIndex.params, **params}
-    mode = split_mode(p if params is None else {"split_identifiers": False, **params})
-    texts = [split_identifiers(t, mode) for t in texts]
+    own = KeywordIndex.params if params is None else params
+    p = {**KeywordIndex.params, **own}
+    texts = [split_identifiers(t, split_mode(own)) for t in texts]
     tokens = _bm25s().tokenize(
         list(texts),
         stopwords=p["stopwords"],
