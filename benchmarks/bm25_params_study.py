@@ -33,6 +33,7 @@ from fusion_study import (
     WORK,
     cached_candidates,
     chunk_sources,
+    documents_of,
     record,
     save,
     study_arguments,
@@ -42,7 +43,6 @@ from tqdm import tqdm
 
 from assistant import Assistant, Settings
 from assistant.beir import BeirDataset, load_beir
-from assistant.evaluation import document_run
 from assistant.retrieval import clean_query, keyword_peak, keyword_share, score_fusion
 from assistant.store import KeywordIndex, keyword_tokens
 
@@ -85,7 +85,7 @@ def score(
             "app rule": score_fusion(lists, [1 - 0.4 * share, 0.4 * share]),
         }
         for label, ranking in fused.items():
-            runs[label][q] = document_run((source_of[i], s) for i, s in ranking[:DEPTH])
+            runs[label][q] = documents_of(ranking, source_of)
     return {label: ndcg_both(run, dataset, group) for label, run in runs.items()}
 
 

@@ -101,6 +101,11 @@ def variants(settings: Settings) -> dict[str, Fusion]:
     return table
 
 
+def documents_of(ranking: list[tuple[int, float]], source_of: np.ndarray) -> dict[str, float]:
+    """The first ``DEPTH`` ranked chunks as documents, each scored by its best chunk."""
+    return document_run((source_of[i], s) for i, s in ranking[:DEPTH])
+
+
 def chunk_sources(nexus: Assistant) -> np.ndarray:
     """The document each chunk row belongs to, for scoring documents by their best chunk."""
     source_of = np.empty(len(nexus.index.vectors), dtype=object)
@@ -147,10 +152,7 @@ def main() -> int:
             dataset = load_beir(DATA / name, split)
             found = cached_candidates(nexus, name, split, dataset.queries)
             for label, fusion in variants(settings).items():
-                run = {
-                    q: document_run((source_of[i], s) for i, s in fusion(c)[:DEPTH])
-                    for q, c in found.items()
-                }
+                run = {q: documents_of(fusion(c), source_of) for q, c in found.items()}
                 m = score_run(run, dataset.qrels)
                 record(
                     out,

@@ -36,6 +36,7 @@ from fusion_study import (
     WORK,
     cached_candidates,
     chunk_sources,
+    documents_of,
     record,
     save,
     study_arguments,
@@ -43,7 +44,7 @@ from fusion_study import (
 
 from assistant import Assistant, Settings
 from assistant.beir import BeirDataset, load_beir, read_beir_documents
-from assistant.evaluation import document_run, score_run
+from assistant.evaluation import score_run
 from assistant.retrieval import (
     Candidates,
     clean_query,
@@ -142,13 +143,16 @@ def collapsed(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dic
     return out
 
 
+def collapsed_ndcg(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dict) -> float:
+    """trec_eval's nDCG@10 of ``run`` with identical documents collapsed."""
+    return float(score_run(collapsed(run, dataset, group), dataset.qrels)["ndcg_at_10"])
+
+
 def ndcg_both(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dict) -> dict:
     """trec_eval's nDCG@10 of ``run``, plain and with identical documents collapsed."""
     return {
         "ndcg_at_10": score_run(run, dataset.qrels)["ndcg_at_10"],
-        "ndcg_at_10_collapsed": score_run(collapsed(run, dataset, group), dataset.qrels)[
-            "ndcg_at_10"
-        ],
+        "ndcg_at_10_collapsed": collapsed_ndcg(run, dataset, group),
     }
 
 
@@ -184,11 +188,9 @@ def main() -> int:
             print(f"{name:8} {split:5} ceiling (judged copies first) nDCG@10 {top:.4f}")
             out.append({"dataset": name, "split": split, "variant": "ceiling", "ndcg_at_10": top})
             for label, variant in variants(nexus, qvecs, settings).items():
-                run = {
-                    q: document_run((source_of[i], s) for i, s in variant(q, c)[:DEPTH])
-                    for q, c in found.items()
-                }
-                m = {**score_run(run, dataset.qrels), **ndcg_both(run, dataset, group)}
+                run = {q: documents_of(variant(q, c), source_of) for q, c in found.items()}
+                m = score_run(run, dataset.qrels)
+                m["ndcg_at_10_collapsed"] = collapsed_ndcg(run, dataset, group)
                 record(
                     out,
                     {"dataset": name, "split": split, "variant": label, **m},

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fusion_study import DATA, DEPTH, WORK, chunk_sources, record, save
+from fusion_study import DATA, DEPTH, WORK, chunk_sources, documents_of, record, save
 from keyword_peak_study import duplicate_groups, ndcg_both
 
 from assistant import Assistant, Settings
@@ -27,7 +27,6 @@ from assistant.beir import load_beir
 from assistant.build import build_index
 from assistant.evaluation import (
     build_beir_index,
-    document_run,
     evaluate_questions,
     load_questions,
 )
@@ -46,7 +45,7 @@ def beir_scores(nexus: Assistant, name: str, split: str) -> dict[str, dict[str, 
         c = nexus.candidates(clean_query(dataset.queries[q], 2000), DEPTH)
         for mode in MODES:
             ranking = fuse(c, nexus.settings) if mode == "hybrid" else c.ranking(mode)
-            runs[mode][q] = document_run((source_of[i], s) for i, s in ranking[:DEPTH])
+            runs[mode][q] = documents_of(ranking, source_of)
     return {mode: ndcg_both(run, dataset, group) for mode, run in runs.items()}
 
 

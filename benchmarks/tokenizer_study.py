@@ -25,6 +25,7 @@ from fusion_study import (
     WORK,
     cached_candidates,
     chunk_sources,
+    documents_of,
     record,
     save,
     study_arguments,
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from assistant import Assistant, Settings
 from assistant.beir import load_beir
-from assistant.evaluation import document_run, score_run
+from assistant.evaluation import score_run
 from assistant.retrieval import Candidates, clean_query, score_fusion
 from assistant.store import KeywordIndex
 
@@ -127,9 +128,7 @@ def main() -> int:
                     for q, d in dense.items():
                         ids, scores, share = keyword[q]
                         c = Candidates(None, d.dense_ids, d.dense_scores, ids, scores)
-                        run[q] = document_run(
-                            (source_of[i], s) for i, s in fusion(c, share)[:DEPTH]
-                        )
+                        run[q] = documents_of(fusion(c, share), source_of)
                     m = score_run(run, dataset.qrels)
                     row = {"dataset": name, "split": split, "tokenizer": tokenizer}
                     record(
