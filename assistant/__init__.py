@@ -33,7 +33,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .build import BuildReport, CorpusChanges, build_index, corpus_changes
-    from .retrieval import Assistant, Hit
+    from .search.assistant import Assistant, Hit
 
 __all__ = [
     "Assistant",
@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Assistant": "retrieval",
-    "Hit": "retrieval",
+    "Assistant": "search.assistant",
+    "Hit": "search.assistant",
     "BuildReport": "build",
     "build_index": "build",
     "CorpusChanges": "build",

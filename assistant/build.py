@@ -1,8 +1,8 @@
-"""Build or update an index from a corpus folder: load → chunk → embed → store.
+"""Build or update an index from a corpus folder: read → parse → chunk → embed → store.
 
 Builds are incremental: a document whose bytes did not change keeps its chunks and vectors,
 and a changed document re-embeds only chunks whose text changed. Everything is written as a
-new generation and published atomically (see :mod:`assistant.store`).
+new generation and published atomically (see :mod:`assistant.stores`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,33 +19,23 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .chunking import Chunk, chunk_document
 from .config import Settings
-from .corpus import Document, SkipFile, discover, parse, read_file
-from .embedding import (
-    SAME_ENCODER_COSINE,
-    Encoder,
-    load_encoder,
-    probe_similarity,
-    probe_vector,
-)
-from .errors import (
-    AssistantError,
-    EmptyCorpusError,
-)
-from .store import (
-    FaissStore,
-    IndexWriter,
-    KeywordIndex,
-    LoadedIndex,
+from .encoders import Encoder, encoder_mismatch, load_encoder, probe_vector
+from .errors import AssistantError, EmptyCorpusError, IndexNotFoundError
+from .ingest.chunking import Chunk, chunk_document
+from .ingest.documents import Document, SkipFile
+from .ingest.files import Skipped, discover, read_files
+from .ingest.readers import parse
+from .stores import (
+    IndexReader,
     StoredDocument,
     open_index,
-    resolve_index_type,
     resolve_store,
-    search_params,
+    store_writer,
+    write_generation,
 )
 
-__all__ = ["BuildReport", "CorpusChanges", "build_index", "corpus_changes"]
+__all__ = ["BuildReport", "CorpusChanges", "build_index", "corpus_changes", "prepare_index"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +79,30 @@ class BuildReport:
         )
 
 
+class _Stopwatch:
+    """Wall time per build stage; a stage may be timed in several pieces."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - tick)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def report(self) -> dict[str, float]:
+        """Every stage rounded to milliseconds, with the total since the stopwatch started."""
+        total = {"total": time.perf_counter() - self._started}
+        return {k: round(v, 3) for k, v in {**self.seconds, **total}.items()}
+
+
 def _chunking_params(settings: Settings, encoder: Encoder) -> dict[str, int]:
     return {
         "chunk_tokens": min(settings.chunk_tokens, encoder.max_tokens),
@@ -96,40 +111,37 @@ def _chunking_params(settings: Settings, encoder: Encoder) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True)
+class _Previous:
+    """The index a build reuses work from: its chunks and the vector of each."""
+
+    index: IndexReader
+    vectors: np.ndarray
+
+
 def _previous_index(
-    index_dir: Path,
-    encoder: Encoder,
-    probe: list[float],
-    chunking: dict[str, int],
-    settings: Settings,
-) -> LoadedIndex | None:
+    index_dir: Path, encoder: Encoder, probe: list[float], settings: Settings
+) -> _Previous | None:
     """The index to reuse work from, or None when there is none or it cannot be reused."""
+    previous: IndexReader | None = None
     try:
         previous = open_index(index_dir, settings=settings)
+        vectors = previous.stored_vectors()
     except AssistantError as exc:
+        if previous is not None:
+            previous.close()
         if index_dir.joinpath("CURRENT").exists():
             log.warning("previous index not reusable (%s); building from scratch", exc)
         return None
-    manifest = previous.manifest
-    if len(previous.vectors) != manifest.chunks:  # a Milvus replica's copy without vectors
-        log.warning("the previous index keeps no vectors; building from scratch")
+    mismatch = encoder_mismatch(previous.manifest.encoder, encoder, probe)
+    if vectors is None or mismatch is not None:
+        if vectors is None:  # a Milvus replica's copy, without vectors
+            log.warning("the previous index keeps no vectors; building from scratch")
+        else:
+            log.warning("previous index not reusable (%s); re-embedding everything", mismatch)
         previous.close()
         return None
-    same_encoder = manifest.encoder_name == encoder.name and manifest.dim == encoder.dim
-    similarity = probe_similarity(manifest.encoder.get("probe", []), probe)
-    if same_encoder and similarity < SAME_ENCODER_COSINE:
-        same_encoder = False
-    if not same_encoder:
-        log.warning(
-            "the index was built with %s; re-embedding everything with %s",
-            manifest.encoder_name,
-            encoder.name,
-        )
-        previous.close()
-        return None
-    if manifest.chunking != chunking:
-        log.info("chunking settings changed; unchanged chunk texts still reuse their vectors")
-    return previous
+    return _Previous(previous, vectors)
 
 
 @dataclass
@@ -160,33 +172,24 @@ class _Incoming:
     parse: Callable[[], Document]
 
 
-def _read_files(
-    corpus_dir: Path,
-    paths: list[Path],
-    max_bytes: int,
-    out: _Collected,
-    seconds: dict[str, float],
+def _read(
+    corpus_dir: Path, paths: list[Path], max_bytes: int, out: _Collected, watch: _Stopwatch
 ) -> Iterator[_Incoming]:
-    seconds.setdefault("read", 0.0)
-    for path in paths:
-        tick = time.perf_counter()
-        try:
-            raw = read_file(corpus_dir, path, max_bytes=max_bytes)
-        except SkipFile as exc:
-            out.skip(path.relative_to(corpus_dir).as_posix(), str(exc))
-            continue
-        finally:
-            seconds["read"] += time.perf_counter() - tick
-        yield _Incoming(raw.source, raw.sha256, partial(parse, raw))
-
-
-def _as_is(doc: Document) -> Document:
-    return doc
+    files = read_files(corpus_dir, paths, max_bytes=max_bytes)
+    while True:
+        with watch("read"):
+            item = next(files, None)
+        if item is None:
+            return
+        if isinstance(item, Skipped):
+            out.skip(item.source, item.reason)
+        else:
+            yield _Incoming(item.source, item.sha256, partial(parse, item))
 
 
 def _given(documents: Iterable[Document]) -> Iterator[_Incoming]:
     for doc in documents:
-        yield _Incoming(doc.source, doc.sha256, partial(_as_is, doc))
+        yield _Incoming(doc.source, doc.sha256, partial(lambda d: d, doc))
 
 
 def _collect(
@@ -195,54 +198,49 @@ def _collect(
     *,
     encoder: Encoder,
     chunking: dict[str, int],
-    previous: LoadedIndex | None,
-    seconds: dict[str, float],
+    previous: _Previous | None,
+    watch: _Stopwatch,
     progress: bool,
     total: int | None,
 ) -> None:
     """Reuse unchanged documents whole; parse and chunk the others."""
-    for stage in ("read", "parse", "tokenize", "chunk", "reuse"):
-        seconds.setdefault(stage, 0.0)
-    tick = time.perf_counter()
-    reusable_docs = {d.source: d for d in previous.documents()} if previous else {}
-    reusable_rows = previous.chunk_rows_by_source() if previous else {}
-    vector_of_key = previous.ids_by_key() if previous else {}
-    same_chunking = previous is not None and previous.manifest.chunking == chunking
-    seconds["reuse"] += time.perf_counter() - tick
+    with watch("reuse"):
+        db = previous.index.db if previous else None
+        reusable_docs = {d.source: d for d in db.documents()} if db else {}
+        reusable_rows = db.chunk_rows_by_source() if db else {}
+        vector_of_key = db.ids_by_key() if db else {}
+        same_chunking = previous is not None and previous.index.manifest.chunking == chunking
+    if previous is not None and not same_chunking:
+        log.info("chunking settings changed; unchanged chunk texts still reuse their vectors")
 
     def count_tokens(texts: Sequence[str]) -> list[int]:
-        tick = time.perf_counter()
-        counts = encoder.count_tokens(texts)
-        seconds["tokenize"] += time.perf_counter() - tick
-        return counts
+        with watch("tokenize"):
+            return encoder.count_tokens(texts)
 
     for item in tqdm(incoming, desc="Reading", unit="doc", total=total, disable=not progress):
         old = reusable_docs.get(item.source)
-        if previous is not None and same_chunking and old is not None and old.sha256 == item.sha256:
-            tick = time.perf_counter()
-            rows = reusable_rows.get(item.source, [])
-            reused = previous.chunks(rows)
-            out.documents.append(old)
-            out.chunks.extend(reused[r] for r in rows)
-            out.reuse.extend(rows)
-            seconds["reuse"] += time.perf_counter() - tick
+        if db is not None and same_chunking and old is not None and old.sha256 == item.sha256:
+            with watch("reuse"):
+                rows = reusable_rows.get(item.source, [])
+                reused = db.chunks(rows)
+                out.documents.append(old)
+                out.chunks.extend(reused[r] for r in rows)
+                out.reuse.extend(rows)
             continue
-        tick = time.perf_counter()
         try:
-            doc = item.parse()
+            with watch("parse"):
+                doc = item.parse()
         except SkipFile as exc:
             out.skip(item.source, str(exc))
             continue
-        finally:
-            seconds["parse"] += time.perf_counter() - tick
         for message in doc.warnings:
             out.warnings.append((doc.source, message))
             log.warning("%s: %s", doc.source, message)
         out.documents.append(
             StoredDocument(doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text)
         )
+        tokenizing_before = watch.seconds.get("tokenize", 0.0)
         tick = time.perf_counter()
-        tokenizing_before = seconds["tokenize"]
         new_chunks = chunk_document(
             doc,
             count_tokens,
@@ -250,8 +248,8 @@ def _collect(
             overlap=chunking["chunk_overlap"],
             min_tokens=chunking["min_chunk_tokens"],
         )
-        elapsed = time.perf_counter() - tick
-        seconds["chunk"] += elapsed - (seconds["tokenize"] - tokenizing_before)
+        tokenizing = watch.seconds.get("tokenize", 0.0) - tokenizing_before
+        watch.add("chunk", time.perf_counter() - tick - tokenizing)
         out.chunks.extend(new_chunks)
         out.reuse.extend(vector_of_key.get(chunk.key) for chunk in new_chunks)
 
@@ -260,10 +258,10 @@ def _document_embedder(
     settings: Settings, encoder: Encoder, probe: list[float], cache_dir: Path, progress: bool
 ) -> Callable[[list[str]], np.ndarray]:
     """Where new chunks are embedded: by ``encoder`` here, or on Ray workers with the same
-    model (see :mod:`assistant.ray_embedding`)."""
+    model (see :mod:`assistant.encoders.ray`)."""
     if settings.executor == "local":
         return partial(encoder.encode, kind="document", progress=progress)
-    from .ray_embedding import EncoderRecipe, embed_on_ray
+    from .encoders.ray import EncoderRecipe, embed_on_ray
 
     recipe = EncoderRecipe.for_encoder(encoder, settings, cache_dir)
     return partial(embed_on_ray, recipe=recipe, probe=probe, dim=encoder.dim, progress=progress)
@@ -271,7 +269,7 @@ def _document_embedder(
 
 def _vectors(
     collected: _Collected,
-    previous: LoadedIndex | None,
+    previous: _Previous | None,
     dim: int,
     embed: Callable[[list[str]], np.ndarray],
 ) -> tuple[np.ndarray, int]:
@@ -313,7 +311,7 @@ def build_index(
         full: Re-embed everything instead of reusing unchanged chunks.
         progress: Show progress bars on stderr.
         documents: Documents parsed elsewhere (for example a BEIR corpus read by
-            :func:`assistant.beir.read_beir_documents`) to index instead of the files of
+            :func:`assistant.ingest.beir.read_beir_documents`) to index instead of the files of
             ``corpus_dir``, which is then only recorded as where they came from.
 
     Returns:
@@ -324,30 +322,25 @@ def build_index(
         EmptyCorpusError: No file in ``corpus_dir`` could be indexed.
         IndexWriteError: The index could not be written; the previous one still serves.
     """
-    started = time.perf_counter()
+    watch = _Stopwatch()
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
     settings = resolve_store(settings or Settings(), index_dir)
-    seconds: dict[str, float] = {}
-
-    tick = time.perf_counter()
     unreadable: list[tuple[str, str]] = []
-    paths = (
-        discover(corpus_dir, exclude=[index_dir], unreadable=unreadable)
-        if documents is None
-        else []
-    )
-    seconds["scan"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
-    probe = probe_vector(encoder)
-    seconds["model"] = time.perf_counter() - tick
+    with watch("scan"):
+        paths = (
+            discover(corpus_dir, exclude=[index_dir], unreadable=unreadable)
+            if documents is None
+            else []
+        )
+    with watch("model"):
+        encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
+        probe = probe_vector(encoder)
     chunking = _chunking_params(settings, encoder)
-    tick = time.perf_counter()
-    previous = None if full else _previous_index(index_dir, encoder, probe, chunking, settings)
-    seconds["reuse"] = time.perf_counter() - tick
+    with watch("reuse"):
+        previous = None if full else _previous_index(index_dir, encoder, probe, settings)
     collected = _Collected()
     if documents is None:
-        incoming = _read_files(corpus_dir, paths, settings.max_file_bytes, collected, seconds)
+        incoming = _read(corpus_dir, paths, settings.max_file_bytes, collected, watch)
     else:
         incoming = _given(documents)
     try:
@@ -357,7 +350,7 @@ def build_index(
             encoder=encoder,
             chunking=chunking,
             previous=previous,
-            seconds=seconds,
+            watch=watch,
             progress=progress,
             total=len(paths) if documents is None else None,
         )
@@ -368,81 +361,51 @@ def build_index(
                 f"no indexable text in {corpus_dir} ({len(paths)} supported files found, "
                 f"{len(collected.skipped)} skipped); add .md, .rst, .txt or .html documents"
             )
-        tick = time.perf_counter()
-        embed = _document_embedder(settings, encoder, probe, index_dir / "encoders", progress)
-        vectors, embedded = _vectors(collected, previous, encoder.dim, embed)
-        seconds["embed"] = time.perf_counter() - tick
+        with watch("embed"):
+            embed = _document_embedder(settings, encoder, probe, index_dir / "encoders", progress)
+            vectors, embedded = _vectors(collected, previous, encoder.dim, embed)
     finally:
         if previous is not None:
-            previous.close()
+            previous.index.close()
 
-    tick = time.perf_counter()
     chunks, stored = collected.chunks, collected.documents
-    shared, dense, keyword, store = None, None, None, {}
-    if settings.store == "milvus":
-        # The collection holds vectors and keyword index; see milvus_store for the ordering.
-        from .milvus_store import prepare_collection
-
-        shared = prepare_collection(
-            settings,
+    store = store_writer(settings, index_dir, encoder.name)
+    prepared = store.prepare(chunks, vectors, full=previous is None, progress=progress)
+    for stage, seconds in prepared.seconds.items():
+        watch.add(stage, seconds)
+    with watch("write"):
+        fingerprint = hashlib.sha256(
+            "\n".join(f"{d.source}\t{d.sha256}" for d in stored).encode()
+        ).hexdigest()
+        manifest = write_generation(
             index_dir,
-            encoder=encoder.name,
+            documents=stored,
             chunks=chunks,
             vectors=vectors,
-            full=previous is None,
-            progress=progress,
+            prepared=prepared,
+            manifest={
+                "encoder": {
+                    "name": encoder.name,
+                    "backend": encoder.backend,
+                    "dim": encoder.dim,
+                    "max_tokens": encoder.max_tokens,
+                    "probe": probe,
+                },
+                "normalize": True,
+                "metric": "inner_product",
+                "index_choice": {
+                    "requested": settings.index_type,
+                    "exact_search_limit": settings.exact_search_limit,
+                },
+                "chunking": chunking,
+                "corpus_root": str(corpus_dir.resolve()),
+                "corpus_fingerprint": fingerprint,
+                "documents": len(stored),
+                "chunks": len(chunks),
+                "skipped": len(collected.skipped),
+            },
         )
-        index_type, index_params = f"milvus:{shared.spec.index_type}", shared.spec.search
-        store = shared.manifest()
-    else:
-        index_type = resolve_index_type(
-            settings.index_type, len(chunks), settings.exact_search_limit
-        )
-        index_params = search_params(index_type)
-        dense = FaissStore.build(vectors, index_type, index_params)
-    seconds["dense"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    keyword_params = KeywordIndex.params_for(settings)
-    if shared is None:
-        keyword = KeywordIndex.build([c.embed_text for c in chunks], keyword_params)
-    seconds["keyword"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    fingerprint = hashlib.sha256(
-        "\n".join(f"{d.source}\t{d.sha256}" for d in stored).encode()
-    ).hexdigest()
-    manifest_fields = {
-        "encoder": {
-            "name": encoder.name,
-            "backend": encoder.backend,
-            "dim": encoder.dim,
-            "max_tokens": encoder.max_tokens,
-            "probe": probe,
-        },
-        "normalize": True,
-        "metric": "inner_product",
-        "index_type": index_type,
-        "index_params": index_params,
-        "index_choice": {
-            "requested": settings.index_type,
-            "exact_search_limit": settings.exact_search_limit,
-        },
-        "chunking": chunking,
-        "keyword": keyword_params,
-        "corpus_root": str(corpus_dir.resolve()),
-        "corpus_fingerprint": fingerprint,
-        "documents": len(stored),
-        "chunks": len(chunks),
-        "skipped": len(collected.skipped),
-        "store": store,
-    }
-    with IndexWriter(index_dir) as writer:
-        writer.write(stored, chunks, vectors, dense, keyword, manifest_fields)
-        manifest = writer.commit()
-    if shared is not None:
-        shared.finish()
-    seconds["write"] = time.perf_counter() - tick
-    seconds["total"] = time.perf_counter() - started
+        store.finish()
     report = BuildReport(
         index_dir=str(index_dir),
         generation=manifest.generation,
@@ -452,9 +415,9 @@ def build_index(
         reused=len(chunks) - embedded,
         skipped=collected.skipped,
         warnings=collected.warnings,
-        index_type=index_type,
+        index_type=prepared.index_type,
         full=previous is None,
-        seconds={k: round(v, 3) for k, v in seconds.items()},
+        seconds=watch.report(),
         executor=settings.executor,
     )
     log.info(report.summary())
@@ -490,7 +453,7 @@ class CorpusChanges:
 
 def corpus_changes(
     corpus_dir: str | Path,
-    index: str | Path | LoadedIndex,
+    index: str | Path | IndexReader,
     *,
     settings: Settings | None = None,
 ) -> CorpusChanges:
@@ -510,24 +473,26 @@ def corpus_changes(
     """
     settings = settings or Settings()
     corpus_dir = Path(corpus_dir)
-    if isinstance(index, LoadedIndex):
-        indexed = index.document_hashes()
-        index_dir = index.path.parent
-    else:
+    if isinstance(index, str | Path):
         index_dir = Path(index)
         opened = open_index(index_dir)
         try:
-            indexed = opened.document_hashes()
+            indexed = opened.db.document_hashes()
         finally:
             opened.close()
+    else:
+        indexed = index.db.document_hashes()
+        index_dir = index.path.parent
     added, modified, seen = [], [], set()
-    for path in discover(corpus_dir, exclude=[index_dir]):
-        try:
-            raw = read_file(corpus_dir, path, max_bytes=settings.max_file_bytes)
-            if indexed.get(raw.source) != raw.sha256:
-                parse(raw)  # raises SkipFile for files a build would skip too
-        except SkipFile:
+    paths = discover(corpus_dir, exclude=[index_dir])
+    for raw in read_files(corpus_dir, paths, max_bytes=settings.max_file_bytes):
+        if isinstance(raw, Skipped):
             continue
+        if indexed.get(raw.source) != raw.sha256:
+            try:
+                parse(raw)  # raises SkipFile for files a build would skip too
+            except SkipFile:
+                continue
         seen.add(raw.source)
         if raw.source not in indexed:
             added.append(raw.source)
@@ -535,3 +500,28 @@ def corpus_changes(
             modified.append(raw.source)
     removed = sorted(set(indexed) - seen)
     return CorpusChanges(added=added, modified=modified, removed=removed)
+
+
+def prepare_index(
+    settings: Settings, *, encoder: Encoder | None = None, progress: bool = True
+) -> BuildReport | None:
+    """Build the index if it is missing, or update it if the corpus changed since its build.
+
+    Updates are incremental: unchanged chunks keep their vectors. Returns the build report, or
+    None when the index already matched the corpus.
+    """
+    try:
+        changes = corpus_changes(settings.corpus_dir, settings.index_dir, settings=settings)
+    except IndexNotFoundError:
+        log.info("no index at %s; building it from %s", settings.index_dir, settings.corpus_dir)
+    else:
+        if not changes.stale:
+            return None
+        log.info("corpus %s; updating the index", changes.summary())
+    return build_index(
+        settings.corpus_dir,
+        settings.index_dir,
+        settings=settings,
+        encoder=encoder,
+        progress=progress,
+    )

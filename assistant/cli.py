@@ -18,6 +18,7 @@ import click
 
 from .config import BACKENDS, EXECUTORS, SEARCH_MODES, STORES, SearchMode, Settings
 from .errors import AssistantError
+from .search.query import MAX_K
 
 __all__ = ["cli", "main"]
 
@@ -82,7 +83,7 @@ def cli(verbose: bool) -> None:
         stream=sys.stderr,
     )
     # The one-time model export pauses a first build or search for half a minute: say so.
-    logging.getLogger("assistant.onnx_encoder").setLevel(logging.INFO)
+    logging.getLogger("assistant.encoders.onnx").setLevel(logging.INFO)
 
 
 @cli.command()
@@ -179,7 +180,7 @@ def build(
 @click.argument("query", required=False)
 @_INDEX
 @click.option(
-    "-k", "k", type=click.IntRange(1, 1000), default=None, help="Number of hits.  [default: 5]"
+    "-k", "k", type=click.IntRange(1, MAX_K), default=None, help="Number of hits.  [default: 5]"
 )
 @click.option(
     "--mode",
@@ -210,13 +211,13 @@ def search(
         nexus search "cache invalidation strategies" -k 3 --json
         echo "what is the GIL?" | nexus search -
     """
-    from .retrieval import Assistant
+    from .search.assistant import Assistant
 
     settings = _settings(
         index_dir=index_dir, top_k=k, mode=mode, backend=backend, milvus_uri=milvus_uri
     )
     if query is None or query == "-":
-        # Searching trims queries anyway; reading no further bounds memory on endless input.
+        # Longer input is refused anyway; reading no further bounds memory on endless input.
         query = sys.stdin.read(4 * settings.max_query_chars)
     try:
         nexus = Assistant.load(settings.index_dir, settings=settings)
@@ -249,8 +250,9 @@ def search(
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None:
     """Describe the index (model, counts, build time) and whether the corpus changed since."""
+    from .analysis import split_mode
     from .build import corpus_changes
-    from .store import open_index, split_mode
+    from .stores import open_index
 
     settings = _settings(index_dir=index_dir)
     try:
@@ -285,7 +287,7 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
             f"store       Milvus collection {manifest.store.get('collection')} "
             f"on {manifest.store.get('uri')}"
         )
-    categories = ", ".join(f"{c or '(top level)'} {n}" for c, n in index.categories())
+    categories = ", ".join(f"{c or '(top level)'} {n}" for c, n in index.db.categories())
     click.echo(f"categories  {categories}")
     click.echo(f"corpus      {corpus}: {freshness}")
 
@@ -370,7 +372,6 @@ def evaluate(
         nexus eval --beir ../shared/benchmarks/scifact --split train --split test \\
             --out benchmarks/results/beir.json --plot benchmarks/results/beir.png
     """
-    from .beir import load_beir
     from .evaluation import (
         build_beir_index,
         evaluate_beir,
@@ -380,7 +381,8 @@ def evaluate(
         load_questions,
         plot_beir,
     )
-    from .retrieval import Assistant
+    from .ingest.beir import load_beir
+    from .search.assistant import Assistant
 
     settings = _settings(index_dir=index_dir, backend=backend, store=store, milvus_uri=milvus_uri)
     modes = modes or SEARCH_MODES
@@ -518,8 +520,8 @@ def serve(
     """
     import os
 
-    from .server import auth_from_env
-    from .server import serve as run_server
+    from .web.server import auth_from_env
+    from .web.server import serve as run_server
 
     settings = _settings(
         corpus_dir=corpus_dir, index_dir=index_dir, store=store, milvus_uri=milvus_uri

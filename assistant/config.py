@@ -78,7 +78,7 @@ class Settings:
         max_file_bytes: Files above this size are skipped with a warning (default 5 MB).
         index_type: FAISS factory string (``Flat``, ``HNSW32``, ``IVF1024,SQ8`` ...) or
             ``auto``, which picks exact search up to ``exact_search_limit`` chunks and an
-            inverted file of 8-bit codes above (see ``store.resolve_index_type``).
+            inverted file of 8-bit codes above (see ``stores.vectors.resolve_index_type``).
         exact_search_limit: Largest chunk count served by exact search under ``auto``. One
             exact pass took 1.7 ms at 10,000 chunks but 8.5 ms at 20,000 on the reference
             machine (past that size the vectors no longer fit its 32 MB cache).
@@ -93,7 +93,7 @@ class Settings:
             dense retriever gets the rest. Also the keyword list's weight in ``rrf``.
         keyword_peak_low, keyword_peak_high: How much of ``keyword_weight`` one query gets,
             from how steeply its BM25 scores fall (``1 - tenth best / best``, see
-            ``retrieval.keyword_peak``): none at or below ``keyword_peak_low``, all of it at or
+            ``search.fusion.keyword_peak``): none at or below ``keyword_peak_low``, all of it at or
             above ``keyword_peak_high``, in proportion between. A flat keyword list means the
             query's words are common or scattered over the corpus (web questions over code, as
             in CoSQA), where BM25 adds noise to the dense ranking; a steep one means rare words
@@ -113,7 +113,8 @@ class Settings:
         rrf_k: Reciprocal-rank-fusion constant; 60 is the value from the original RRF paper.
         dedupe_threshold: Hits whose vectors have a cosine above this with a better hit are
             dropped as near-duplicates.
-        max_query_chars: Longer queries are trimmed to this many characters.
+        max_query_chars: The longest question accepted; longer ones are refused with a message
+            that says so (see ``search.query``), everywhere a question can be asked.
         executor: Where a build embeds its new chunks: ``local`` (this process) or ``ray``
             (Ray Data workers, each loading the model once; needs the ``scale`` extra). Both
             give the same index. Default ``local``.

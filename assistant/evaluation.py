@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .beir import BeirDataset, read_beir_documents
 from .build import BuildReport, build_index
 from .config import SearchMode, Settings
-from .conversation import contextual_query
-from .embedding import Encoder
+from .encoders import Encoder
 from .errors import ConfigError, MissingDependencyError, QueryError
-from .retrieval import Assistant
+from .ingest.beir import BeirDataset, read_beir_documents
+from .search.assistant import Assistant
+from .search.conversation import contextual_query
 
 __all__ = [
     "PUBLISHED_NDCG10",
@@ -354,7 +354,7 @@ def whole_document_vectors(
     if cache.is_file():
         with np.load(cache) as stored:
             cached = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
-    rows = nexus.index.chunk_rows_by_source()
+    rows = nexus.index.db.chunk_rows_by_source()
     sources: list[str] = []
     vectors: list[np.ndarray | str] = []  # a vector, or the cache key of one still to embed
     missing: dict[str, str] = {}  # key -> text; identical documents are embedded once
@@ -364,7 +364,7 @@ def whole_document_vectors(
         key = hashlib.sha256(f"{nexus.encoder.name}\x00{text}".encode()).hexdigest()
         sources.append(doc.source)
         if len(own) == 1:
-            vectors.append(np.asarray(nexus.index.vectors[own[0]]))
+            vectors.append(nexus.index.vectors_of(own)[0])
         else:
             vectors.append(key)
             if key not in cached:

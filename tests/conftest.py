@@ -52,7 +52,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def real_encoder():  # type: ignore[no-untyped-def]
     """The real default model, loaded once per test session."""
-    from assistant.embedding import SentenceTransformerEncoder
+    from assistant.encoders.torch import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder("all-MiniLM-L6-v2")
 
@@ -87,7 +87,7 @@ def default_build(tmp_path_factory: pytest.TempPathFactory) -> DefaultBuild:
     backend request this fixture first to share its export.
     """
     from assistant import build_index
-    from assistant.onnx_encoder import _EXPORTS
+    from assistant.encoders.onnx import _EXPORTS
 
     root = tmp_path_factory.mktemp("default-build")
     shutil.copytree(DATA / "mini_corpus", root / "corpus")

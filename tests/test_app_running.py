@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.server import create_app
 from assistant.testing import HashEncoder
+from assistant.web.server import create_app
 from tests.webapp import make_index, serving
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from assistant.server import create_app
 from assistant.testing import HashEncoder
+from assistant.web.server import create_app
 from tests.webapp import make_index, serving
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from assistant import Settings, build_index
-from assistant.retrieval import Assistant
-from assistant.server import create_app
+from assistant.search.assistant import Assistant
 from assistant.testing import HashEncoder
+from assistant.web.server import create_app
 from tests.test_browser import CHROMIUM, TIMEOUT_MS, ask, browser, screenshot
 from tests.webapp import DATA, serving
 

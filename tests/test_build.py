@@ -21,7 +21,7 @@ from assistant import (
     IndexWriteError,
     build_index,
 )
-from assistant.store import open_index
+from assistant.stores import open_index
 from assistant.testing import HashEncoder
 
 REPO = Path(__file__).parent.parent
@@ -162,8 +162,8 @@ def faiss_write_failure(*args: object, **kwargs: object) -> None:
 @pytest.mark.parametrize(
     ("target", "failure", "message"),
     [
-        ("assistant.store.np.save", no_space, "No space left on device"),
-        ("assistant.store.FaissStore.save", faiss_write_failure, r"fwrite failed\)"),
+        ("assistant.stores.vectors.np.save", no_space, "No space left on device"),
+        ("assistant.stores.vectors.FaissStore.save", faiss_write_failure, r"fwrite failed\)"),
     ],
 )
 def test_write_errors_are_clear_and_the_old_index_survives(
@@ -280,10 +280,13 @@ KILL_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     import assistant.build as build
-    import assistant.store as store
+    import assistant.stores as stores
+    import assistant.stores.generations as generations
+    from assistant.stores.keyword import KeywordIndex
+    from assistant.stores.vectors import FaissStore
     from assistant import build_index, Settings
     from assistant.testing import HashEncoder
-    from assistant.embedding import PROBE_TEXT
+    from assistant.encoders import PROBE_TEXT
 
     corpus, index, target = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     settings = Settings(chunk_tokens=120, chunk_overlap=16, min_chunk_tokens=24)
@@ -292,13 +295,13 @@ KILL_SCRIPT = textwrap.dedent(
         "parse": (build, "parse", None),
         "chunk": (build, "chunk_document", None),
         "embed": (HashEncoder, "encode", lambda self, texts, **kw: list(texts) != [PROBE_TEXT]),
-        "dense": (store.FaissStore, "build", None),
-        "keyword": (store.KeywordIndex, "build", None),
-        "write": (store.IndexWriter, "_write_db", None),
+        "dense": (FaissStore, "build", None),
+        "keyword": (KeywordIndex, "build", None),
+        "write": (stores, "write_chunk_db", None),
         "vectors": (np, "save", None),
-        "fsync": (store, "_fsync_tree", None),
-        "publish": (store.os, "replace", lambda src, dst: Path(dst).name == "CURRENT"),
-        "prune": (store, "_prune_generations", None),
+        "fsync": (generations, "_fsync_tree", None),
+        "publish": (generations.os, "replace", lambda src, dst: Path(dst).name == "CURRENT"),
+        "prune": (generations, "_prune_generations", None),
     }
     calls = 0
     # "stage:NAME" dies when that stage starts; "nth:N" dies at the Nth call of any stage.

@@ -8,20 +8,19 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, QueryError, build_index
-from assistant.chat import (
-    FeedbackLog,
+from assistant.analysis import query_terms
+from assistant.search.answer import extract_answer, respond
+from assistant.search.conversation import history_questions, message_text
+from assistant.stores import StoredDocument
+from assistant.testing import HashEncoder
+from assistant.web.render import (
     document_url,
-    extract_answer,
-    history_questions,
-    message_text,
-    query_terms,
     render_answer,
     render_document,
     render_passages,
-    respond,
+    reply_dict,
 )
-from assistant.store import StoredDocument
-from assistant.testing import HashEncoder
+from assistant.web.service import FeedbackLog
 from tests.webapp import HOSTILE
 
 
@@ -97,7 +96,7 @@ def test_nothing_relevant_enough_says_so_and_suggests_topics(nexus: Assistant) -
     assert "found nothing in the knowledge base" in text
     assert "Related topics" in text and "passages" not in text
     assert f"]({document_url(source)})" in text
-    assert reply.to_dict()["related"][0]["source"] == source
+    assert reply_dict(reply)["related"][0]["source"] == source
 
 
 def test_keyword_mode_has_no_cosine_so_the_floor_does_not_apply(nexus: Assistant) -> None:
@@ -157,8 +156,8 @@ def test_document_view_highlights_the_passage_lines_and_escapes_everything() -> 
 def test_feedback_is_appended_as_json_lines(tmp_path: Path, nexus: Assistant) -> None:
     log = FeedbackLog(tmp_path / "votes" / "feedback.jsonl")
     reply = respond(nexus, "When are stale cache entries removed?", k=2)
-    log.record(reply.to_dict(), "up")
-    log.record(reply.to_dict(), "down")
+    log.record(reply_dict(reply), "up")
+    log.record(reply_dict(reply), "down")
     lines = [json.loads(x) for x in log.path.read_text().splitlines()]
     assert [x["vote"] for x in lines] == ["up", "down"]
     assert lines[0]["question"] == "When are stale cache entries removed?"
@@ -166,7 +165,7 @@ def test_feedback_is_appended_as_json_lines(tmp_path: Path, nexus: Assistant) ->
     assert lines[0]["hits"][0]["source"] == reply.hits[0].source
     assert lines[0]["time"].endswith("+00:00")
     with pytest.raises(ValueError, match="'up' or 'down'"):
-        log.record(reply.to_dict(), "meh")
+        log.record(reply_dict(reply), "meh")
 
 
 def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
@@ -189,7 +188,7 @@ def test_answer_ignores_indented_code_tables_and_code_lead_ins() -> None:
     ["plain question?", "a <b>tag</b> & an &amp; entity", r"back\slash \\ and [link](x) *em*"],
 )
 def test_escaped_markdown_reads_back_as_typed(text: str) -> None:
-    from assistant.chat import escape_markdown, unescape_markdown
+    from assistant.web.render import escape_markdown, unescape_markdown
 
     escaped = escape_markdown(text)
     assert "<" not in escaped

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import chunk_document
-from assistant.corpus import Document, RawFile, parse
+from assistant.ingest.chunking import chunk_document
+from assistant.ingest.documents import Document, RawFile
+from assistant.ingest.readers import parse
 from assistant.testing import HashEncoder
 
 COUNT = HashEncoder().count_tokens
@@ -105,7 +106,7 @@ def test_chunk_key_changes_with_text_and_headings() -> None:
 
 @pytest.mark.model
 def test_no_chunk_of_the_bundled_corpus_exceeds_the_model_window(real_encoder) -> None:  # type: ignore[no-untyped-def]
-    from assistant.corpus import load_corpus
+    from assistant.ingest.files import load_corpus
 
     corpus = Path(__file__).parent.parent / "corpus"
     docs, _ = load_corpus(corpus)

@@ -19,7 +19,7 @@ def built(corpus: Path, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     """An index built with the fake encoder, which the CLI then loads by its name."""
     build_index(corpus, index_dir, encoder=HashEncoder())
     monkeypatch.setattr(
-        "assistant.retrieval.load_encoder", lambda settings, name, **_: HashEncoder()
+        "assistant.search.assistant.load_encoder", lambda settings, name, **_: HashEncoder()
     )
     return index_dir
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from assistant import ConfigError, Settings
-from assistant.embedding import serving_backend
+from assistant.encoders import serving_backend
 
 
 def test_environment_overrides_defaults_and_arguments_override_environment() -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.conversation import contextual_query, leans_on_context
+from assistant.search.conversation import contextual_query, leans_on_context
 
 PREVIOUS = "How should I cache expensive Django views with Redis?"
 

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.corpus import (
-    SUPPORTED_SUFFIXES,
-    Document,
-    SkipFile,
-    discover,
-    load_corpus,
-    parse,
-    read_file,
-)
 from assistant.errors import CorpusNotFoundError
+from assistant.ingest.documents import Document, SkipFile
+from assistant.ingest.files import discover, load_corpus, read_file
+from assistant.ingest.readers import SUPPORTED_SUFFIXES, parse
 
 
 def write(root: Path, source: str, content: str | bytes) -> Path:
@@ -427,7 +421,7 @@ def test_discover_warns_about_unreadable_folders_and_continues(
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    with caplog.at_level(logging.WARNING, logger="assistant.corpus"):
+    with caplog.at_level(logging.WARNING, logger="assistant.ingest.files"):
         found = discover(tmp_path)
 
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["ok/doc.md"]
@@ -527,7 +521,7 @@ def test_load_corpus_sources_categories_and_skips(
     write(tmp_path, "concepts/empty.md", "   \n")
     write(tmp_path, "resources/blob.txt", b"\x00\x01binary")
 
-    with caplog.at_level(logging.WARNING, logger="assistant.corpus"):
+    with caplog.at_level(logging.WARNING, logger="assistant.ingest.files"):
         documents, skipped = load_corpus(tmp_path)
 
     assert [(d.source, d.category) for d in documents] == [

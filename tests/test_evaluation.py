@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, Settings
-from assistant.beir import load_beir, read_beir_documents
-from assistant.chunking import chunk_document
 from assistant.cli import main
 from assistant.errors import ConfigError, CorpusNotFoundError
 from assistant.evaluation import (
@@ -23,6 +21,8 @@ from assistant.evaluation import (
     score_run,
     trec_order,
 )
+from assistant.ingest.beir import load_beir, read_beir_documents
+from assistant.ingest.chunking import chunk_document
 from assistant.testing import HashEncoder
 
 BEIR_MINI = Path(__file__).parent / "data" / "beir_mini"
@@ -104,7 +104,7 @@ def test_whole_documents_embed_only_long_documents_once(tmp_path: Path) -> None:
     short_chunks = Settings(chunk_tokens=32, chunk_overlap=0, min_chunk_tokens=4)
     build_beir_index(folder, tmp_path / "idx", settings=short_chunks, encoder=encoder)
     nexus = Assistant.load(tmp_path / "idx", settings=short_chunks, encoder=encoder)
-    rows = nexus.index.chunk_rows_by_source()
+    rows = nexus.index.db.chunk_rows_by_source()
     long = {d.text for d in read_beir_documents(folder) if len(rows[d.source]) > 1}
     assert 0 < len(long) < 8  # some documents span chunks, some fit one
     dataset = load_beir(folder)
@@ -152,7 +152,7 @@ def test_eval_command_writes_json_and_a_plot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("assistant.build.load_encoder", lambda *_, **__: HashEncoder())
-    monkeypatch.setattr("assistant.retrieval.load_encoder", lambda *_, **__: HashEncoder())
+    monkeypatch.setattr("assistant.search.assistant.load_encoder", lambda *_, **__: HashEncoder())
     out, plot = tmp_path / "r.json", tmp_path / "r.png"
     args = ["eval", "--beir", str(BEIR_MINI), "--work", str(tmp_path / "work"), "--quiet"]
     code = main([*args, "--split", "test", "--out", str(out), "--plot", str(plot)])

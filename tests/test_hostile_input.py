@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 
 from assistant import Assistant, QueryError, Settings, build_index
 from assistant.cli import main
-from assistant.corpus import SkipFile, parse, read_file
-from assistant.retrieval import MAX_FILTER_CHARS, clean_query
+from assistant.ingest.documents import SkipFile
+from assistant.ingest.files import read_file
+from assistant.ingest.readers import parse
+from assistant.search.query import MAX_FILTER_CHARS, clean_query
 from assistant.testing import HashEncoder
 
 DATA = Path(__file__).parent / "data"
@@ -92,7 +94,8 @@ def test_any_query_gets_hits_or_a_clear_error(nexus: Assistant, query: str, mode
     try:
         hits = nexus.search(query, k=5, mode=mode)  # type: ignore[arg-type]
     except QueryError as exc:
-        assert "empty" in str(exc)
+        too_long = len(query.strip()) > 2_000
+        assert ("the limit is 2,000" if too_long else "empty") in str(exc)
         assert not clean_query_or_none(query)
     else:
         check_hits(hits, 5)
@@ -165,22 +168,24 @@ def test_bad_parameters_are_clear_errors(nexus: Assistant, kwargs: dict, message
         nexus.search("cache", **kwargs)
 
 
-def test_a_100_kb_query_is_trimmed_to_the_limit_and_answered(nexus: Assistant) -> None:
+def test_a_100_kb_query_is_refused_at_once_with_the_limit(nexus: Assistant) -> None:
     query = "optimistic locking version column " * 3_000  # about 100 KB
     started = time.perf_counter()
-    hits = nexus.search(query, k=3)
-    assert time.perf_counter() - started < 2
-    assert hits[0].source == "guides/locking.md"
+    with pytest.raises(QueryError, match=r"101,999 characters long; the limit is 2,000"):
+        nexus.search(query, k=3)
+    assert time.perf_counter() - started < 0.5
+    at_the_limit = query[:2_000]
+    assert nexus.search(at_the_limit, k=3)[0].source == "guides/locking.md"
 
 
 @pytest.fixture
 def cli_index(nexus: Assistant, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("assistant.retrieval.load_encoder", lambda *_, **__: HashEncoder())
+    monkeypatch.setattr("assistant.search.assistant.load_encoder", lambda *_, **__: HashEncoder())
     return nexus.index.path.parent
 
 
 @pytest.mark.parametrize(
-    "query", ["x" * 100_000, "<script>alert(1)</script>", "'; DROP TABLE chunks; --", "🚀 кэш"]
+    "query", ["x" * 2_000, "<script>alert(1)</script>", "'; DROP TABLE chunks; --", "🚀 кэш"]
 )
 def test_cli_answers_hostile_queries(
     cli_index: Path, capsys: pytest.CaptureFixture[str], query: str
@@ -201,8 +206,15 @@ def test_cli_reads_a_bounded_prefix_of_endless_stdin(
             return ("docker layers " * size)[:size]
 
     monkeypatch.setattr("sys.stdin", Endless())
-    assert main(["search", "-", "--index", str(cli_index), "-k", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["source"] == "reference/docker.md"
+    assert main(["search", "-", "--index", str(cli_index), "-k", "1", "--json"]) == 1
+    assert "the limit is 2,000" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_over_long_query_with_the_limit(
+    cli_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "x" * 100_000, "--index", str(cli_index)]) == 1
+    assert "100,000 characters long; the limit is 2,000" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\x00\x01\x02", "\u200b\u200b"])
@@ -305,7 +317,7 @@ def test_hostile_corpus_builds_with_a_reason_for_each_skipped_file(
     assert report.warnings == [("latin.md", "not valid UTF-8; decoded as cp1252 (best guess)")]
 
     nexus = Assistant.load(index_dir, encoder=HashEncoder())
-    sources = {d.source for d in nexus.index.documents()}
+    sources = {d.source for d in nexus.index.db.documents()}
     assert {"guides/locking.md", "latin.md", "new\nline.md", "日本語 ファイル 🚀.md"} <= sources
     assert "deep/" + "d/" * 300 + "bottom.md" in sources
     for name, marker in ODD_NAMES.items():

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, IndexCorruptError, Settings, build_index
-from assistant.store import KeywordIndex, open_index, split_identifiers
+from assistant.analysis import split_identifiers
+from assistant.stores import open_index
+from assistant.stores.keyword import KeywordIndex
 from assistant.testing import HashEncoder
 
 SPLIT = {**KeywordIndex.params, "split_identifiers": True}

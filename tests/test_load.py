@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from assistant import build_index
-from assistant.server import create_app
 from assistant.testing import HashEncoder
+from assistant.web.server import create_app
 from benchmarks.load import main, percentile, run_load
 from tests.webapp import make_index, serving
 

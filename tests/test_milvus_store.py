@@ -20,7 +20,7 @@ from assistant import (
     StoreError,
     build_index,
 )
-from assistant.milvus_store import chunk_keys
+from assistant.stores.milvus import chunk_keys
 from assistant.testing import HashEncoder
 
 
@@ -35,7 +35,7 @@ def test_chunk_keys_follow_document_and_content_only() -> None:
 def test_without_the_scale_extra_the_error_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from assistant import milvus_store
+    from assistant.stores import milvus as milvus_store
 
     monkeypatch.setitem(sys.modules, "pymilvus", None)
     with pytest.raises(MissingDependencyError, match=r"nexus-assistant\[scale\]"):
@@ -165,7 +165,7 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(
     monkeypatch: pytest.MonkeyPatch, failures: int, answers: bool
 ) -> None:
     pytest.importorskip("pymilvus")
-    from assistant import milvus_store
+    from assistant.stores import milvus as milvus_store
 
     flaky = _FlakyClient(failures)
     monkeypatch.setattr(milvus_store, "_client", lambda uri, token: flaky)
@@ -185,8 +185,8 @@ def test_health_reports_a_degraded_store_and_searches_get_503(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from assistant.milvus_store import MilvusCollection
-    from assistant.server import create_app
+    from assistant.stores.milvus import MilvusCollection
+    from assistant.web.server import create_app
     from tests.webapp import make_index
 
     settings, nexus = make_index(tmp_path, encoder, hostile=False)
@@ -219,7 +219,7 @@ def test_the_cli_builds_searches_and_describes_a_milvus_index(
 
     monkeypatch.setattr("assistant.build.load_encoder", lambda settings, *a, **kw: HashEncoder())
     monkeypatch.setattr(
-        "assistant.retrieval.load_encoder", lambda settings, *a, **kw: HashEncoder()
+        "assistant.search.assistant.load_encoder", lambda settings, *a, **kw: HashEncoder()
     )
     monkeypatch.setenv("NEXUS_MILVUS_COLLECTION", "from_cli")
     args = ["--index", str(index_dir), "--milvus-uri", lite_uri]

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from assistant import Assistant, Settings, build_index
-from assistant.embedding import load_encoder, probe_similarity, probe_vector
+from assistant.encoders import load_encoder, probe_similarity, probe_vector
+from assistant.encoders.onnx import META_FILE, MODEL_FILE, OnnxEncoder, load_onnx_encoder
 from assistant.errors import IndexMismatchError
-from assistant.onnx_encoder import META_FILE, MODEL_FILE, OnnxEncoder, load_onnx_encoder
-from assistant.store import open_index
+from assistant.stores import open_index
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.model
@@ -93,7 +93,7 @@ def test_another_index_in_the_same_process_copies_the_export(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    import assistant.onnx_encoder as module
+    import assistant.encoders.onnx as module
 
     def no_export(*args: object) -> None:
         raise AssertionError("exported again although this process already holds an export")
@@ -165,7 +165,7 @@ def test_onnx_build_reuses_the_torch_vectors(torch_index: Path, workspace: Path)
 def test_an_export_is_reused_not_redone(
     onnx_encoder: OnnxEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import assistant.onnx_encoder as module
+    import assistant.encoders.onnx as module
 
     def no_export(*args: object) -> None:
         raise AssertionError("exported again although a valid export was cached")

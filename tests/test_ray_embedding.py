@@ -14,7 +14,7 @@ import pytest
 from assistant import Assistant, Settings, build_index
 from assistant.cli import main
 from assistant.errors import ConfigError, MissingDependencyError
-from assistant.store import open_index
+from assistant.stores import open_index
 from assistant.testing import HashEncoder
 
 QUERIES = ["preflight OPTIONS request", "row locking in transactions", "cache invalidation"]
@@ -39,11 +39,11 @@ def _contents(index_dir: Path) -> tuple[list[tuple[str, str, int, str]], np.ndar
     index = open_index(index_dir)
     try:
         ids = list(range(index.manifest.chunks))
-        chunks = index.chunks(ids)
+        chunks = index.db.chunks(ids)
         rows = [
             (chunks[i].source, chunks[i].key, chunks[i].start_line, chunks[i].text) for i in ids
         ]
-        return rows, np.array(index.vectors)
+        return rows, np.array(index.stored_vectors())
     finally:
         index.close()
 
@@ -182,7 +182,7 @@ def test_without_ray_the_error_names_the_extra(
 def test_workers_share_out_the_cluster_so_that_each_fits_on_a_node(
     node_cpus: list[int], requested: int, plan: tuple[int, int]
 ) -> None:
-    from assistant.ray_embedding import plan_workers
+    from assistant.encoders.ray import plan_workers
 
     assert plan_workers(node_cpus, requested) == plan
 

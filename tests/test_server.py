@@ -11,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant import ConfigError, build_index
-from assistant.server import auth_from_env, create_app
-from assistant.service import check_source
+from assistant.search.query import MAX_K
 from assistant.testing import HashEncoder
-from assistant.ui import status_markdown
+from assistant.web.server import auth_from_env, create_app
+from assistant.web.service import check_source
+from assistant.web.ui import status_markdown
 from tests.webapp import make_index
 
 
@@ -56,10 +57,8 @@ def test_search_filters_by_mode_and_category(client: TestClient) -> None:
 @pytest.mark.parametrize(
     "params",
     [
-        {"q": ""},
-        {"q": "x" * 2001},
         {"q": "cache", "k": 0},
-        {"q": "cache", "k": 51},
+        {"q": "cache", "k": MAX_K + 1},
         {"q": "cache", "mode": "fuzzy"},
     ],
 )
@@ -69,9 +68,15 @@ def test_invalid_search_parameters_are_rejected(client: TestClient, params: dict
     assert response.json()["detail"]
 
 
-def test_a_query_of_only_punctuation_is_a_clear_400(client: TestClient) -> None:
-    response = client.get("/api/search", params={"q": "\x00\x01"})
-    assert response.status_code == 400 and "empty" in response.json()["detail"]
+@pytest.mark.parametrize(
+    ("q", "reason"),
+    [("", "empty"), ("\x00\x01", "empty"), ("x" * 2001, "the limit is 2,000")],
+)
+def test_an_empty_or_over_long_query_is_a_clear_400(
+    client: TestClient, q: str, reason: str
+) -> None:
+    response = client.get("/api/search", params={"q": q})
+    assert response.status_code == 400 and reason in response.json()["detail"]
 
 
 def test_health_reports_the_index(client: TestClient) -> None:
@@ -216,7 +221,7 @@ def test_prepare_index_builds_when_missing_updates_when_stale_and_else_does_noth
     corpus: Path, index_dir: Path
 ) -> None:
     from assistant import Settings
-    from assistant.server import prepare_index
+    from assistant.build import prepare_index
 
     encoder = HashEncoder()
     settings = Settings(corpus_dir=corpus, index_dir=index_dir)

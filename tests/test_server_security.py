@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
-from assistant.server import create_app
 from assistant.testing import HashEncoder
+from assistant.web.server import create_app
 from tests.test_hostile_input import HOSTILE_SNIPPETS, any_text, is_plain_utf8, queries
 from tests.webapp import make_index
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,19 @@ from assistant import (
     IndexNotFoundError,
     build_index,
 )
-from assistant.store import (
+from assistant.stores import open_index
+from assistant.stores.vectors import (
     HNSW_EF_SEARCH,
     IVF_NPROBE,
     FaissStore,
     NumpyStore,
     exact_search,
     ivf_lists,
-    open_index,
     resolve_index_type,
     search_params,
 )
 from assistant.testing import HashEncoder
+from tests.conftest import DATA
 
 
 def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -156,7 +158,7 @@ def test_index_folder_describes_itself(built: Path) -> None:
     assert m.index_type == "Flat" and m.metric == "inner_product" and m.normalize
     assert {"chunks.sqlite", "vectors.npy", "dense.faiss"} <= set(m.files)
     assert "numpy" in m.versions and m.built_at
-    assert dict(index.categories()) == {"": 1, "guides": 2, "reference": 3}
+    assert dict(index.db.categories()) == {"": 1, "guides": 2, "reference": 3}
 
 
 def test_damaged_dense_index_is_rebuilt_from_vectors(built: Path, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -174,7 +176,7 @@ def test_deleted_keyword_index_is_rebuilt(built: Path) -> None:
     shutil.rmtree(generation(built) / "keyword")
     index = open_index(built)
     ids, _ = index.keyword.search("optimistic locking version", 3)
-    assert index.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
+    assert index.db.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garble-header"])
@@ -194,7 +196,7 @@ def test_damaged_vectors_are_recovered_from_the_dense_index(
     assert "recovered it from dense.faiss" in caplog.text
     np.testing.assert_array_equal(np.load(vectors), original)  # repaired on disk too
     ids, _ = index.keyword.search("optimistic locking version", 1)
-    assert index.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
+    assert index.db.chunks(ids.tolist())[int(ids[0])].source == "guides/locking.md"
 
 
 def test_vectors_and_dense_index_both_lost_is_a_clear_error(built: Path) -> None:
@@ -329,3 +331,22 @@ def test_approximate_index_choice_is_recorded_and_survives_repair(
     repaired = open_index(index_dir)
     assert repaired.dense.params == {"nprobe": IVF_NPROBE}  # type: ignore[attr-defined]
     assert repaired.dense.search(first, 1)[1][:, 0].tolist() == [0, 1, 2]
+
+
+def test_an_index_built_by_an_earlier_release_loads_answers_and_is_reused(
+    tmp_path: Path, corpus: Path, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """``tests/data/index-v1`` was built before the package took its current layout; its
+    format (schema version 1) must keep loading, searching and feeding incremental builds."""
+    index = tmp_path / "old-index"
+    shutil.copytree(DATA / "index-v1", index)
+    expected = json.loads((DATA / "index-v1-expected.json").read_text(encoding="utf-8"))
+    nexus = Assistant.load(index, settings=settings, encoder=HashEncoder())
+    for query, hits in expected.items():
+        found = [
+            [h.source, h.start_line, h.end_line, round(h.score, 5)]
+            for h in nexus.search(query, k=3)
+        ]
+        assert found == hits, query
+    report = build_index(corpus, index, settings=settings, encoder=HashEncoder())
+    assert report.embedded == 0 and report.reused == report.chunks

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from assistant import Assistant, Settings, build_index
-from assistant.store import open_index
+from assistant.stores import open_index
 from assistant.testing import HashEncoder
 
 QUESTIONS = [
@@ -62,7 +62,7 @@ def test_build_search_persist_and_reload(
 ) -> None:
     report = build_index(corpus, index_dir, settings=store_settings, encoder=encoder)
     nexus = Assistant.load(index_dir, settings=store_settings, encoder=encoder)
-    assert nexus.index.store_kind == store_settings.store
+    assert nexus.index.manifest.store_kind == store_settings.store
     for mode in ("semantic", "keyword", "hybrid"):
         assert _sources(nexus, "optimistic locking version column", mode)[0] == "guides/locking.md"
     hits = nexus.search("optimistic locking version column", k=3)

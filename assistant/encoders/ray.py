@@ -30,16 +30,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import Settings
-from .embedding import (
-    SAME_ENCODER_COSINE,
-    Encoder,
-    canonical_model_name,
-    load_encoder,
-    probe_similarity,
-    probe_vector,
-)
-from .errors import AssistantError, ConfigError, MissingDependencyError
+from ..config import Settings
+from ..errors import AssistantError, ConfigError, MissingDependencyError
+from . import Encoder, canonical_model_name, encoder_mismatch, load_encoder
 
 __all__ = ["EncoderRecipe", "embed_on_ray", "plan_workers"]
 
@@ -99,11 +92,12 @@ class _EmbedWorker:
             self.encoder = recipe.load(threads)
         except AssistantError as exc:
             raise ConfigError(f"the Ray worker on {node} cannot load the encoder: {exc}") from exc
-        similarity = probe_similarity(probe_vector(self.encoder), probe)
-        if similarity < SAME_ENCODER_COSINE:
+        driver = {"name": self.encoder.name, "dim": self.encoder.dim, "probe": list(probe)}
+        mismatch = encoder_mismatch(driver, self.encoder)
+        if mismatch is not None:
             raise ConfigError(
-                f"the Ray worker on {node} embeds with {self.encoder.name} "
-                f"differently from the build (probe cosine {similarity:.4f})"
+                f"the Ray worker on {node} embeds with {self.encoder.name} differently from "
+                f"the build ({mismatch})"
             )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import MissingDependencyError
+from ..errors import MissingDependencyError
 
 __all__ = ["ONNX_BACKENDS", "ExportError", "OnnxEncoder", "load_onnx_encoder"]
 

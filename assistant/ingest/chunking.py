@@ -9,19 +9,16 @@ Tiny neighbouring sections are merged, because a heading with one line embeds po
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from .corpus import Block, Document
+from ..analysis import SENTENCE_END
+from .documents import Block, Document
 
 __all__ = ["HEADING_SEPARATOR", "Chunk", "chunk_document", "chunk_documents"]
 
 HEADING_SEPARATOR = " › "
 TokenCounter = Callable[[Sequence[str]], list[int]]
-
-# A sentence ends at . ! or ? followed by space and something that can start a sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[`*_A-Z0-9])")
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,7 @@ class _Packer:
         for line in block.text.split("\n"):
             line_no = _line_of(block, offset)
             offset += len(line) + 1
-            pieces = [line] if block.kind == "code" else _SENTENCE_END.split(line)
+            pieces = [line] if block.kind == "code" else SENTENCE_END.split(line)
             sizes = self.count(pieces)
             for i, (piece, n) in enumerate(zip(pieces, sizes, strict=True)):
                 joiner = "\n" if i == 0 else " "
@@ -194,7 +191,7 @@ class _Packer:
 
     def _tail_sentences(self, unit: _Unit) -> _Unit | None:
         """The longest run of final sentences of ``unit`` that fits in ``overlap``."""
-        pieces = _SENTENCE_END.split(unit.text)
+        pieces = SENTENCE_END.split(unit.text)
         if len(pieces) < 2:
             return None
         sizes = self.count(pieces)

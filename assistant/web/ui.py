@@ -1,4 +1,4 @@
-"""The Gradio chat UI: a thin shell over :mod:`assistant.chat` and :class:`NexusService`.
+"""The Gradio chat UI: a thin shell over :mod:`.render` and :class:`NexusService`.
 
 Everything the page shows is computed by tested functions in ``assistant/``; this module only
 lays out components and wires events. Its API endpoints have stable names for
@@ -12,16 +12,17 @@ from typing import Any, cast
 
 import gradio as gr
 
-from .chat import (
+from ..config import SEARCH_MODES, SearchMode
+from ..errors import AssistantError
+from ..search.conversation import message_text
+from .render import (
     escape_markdown,
     hit_dict,
-    message_text,
     render_answer,
     render_passages,
+    reply_dict,
     unescape_markdown,
 )
-from .config import SEARCH_MODES, SearchMode
-from .errors import AssistantError
 from .service import IndexStatus, NexusService
 
 __all__ = ["EXAMPLES", "UI_CSS", "build_ui", "status_markdown"]
@@ -125,7 +126,7 @@ def build_ui(
         history.append({"role": "assistant", "content": render_answer(reply)})
         if reply.answered:
             history.append({"role": "assistant", "content": render_passages(reply)})
-        record = reply.to_dict()
+        record = reply_dict(reply)
         turns = {key: v for key, v in (turns or {}).items() if int(key) < first - 1}
         turns.update({str(i): record for i in range(first, len(history))})
         return history, "", turns
@@ -191,7 +192,7 @@ def build_ui(
             )
         except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
-        return reply.to_dict()
+        return reply_dict(reply)
 
     def search_api(
         query: str, k: int = settings.top_k, mode: str = settings.mode, category: str = ""
@@ -226,7 +227,6 @@ def build_ui(
                     box = gr.Textbox(
                         placeholder="How do I invalidate a cache when the data changes?",
                         show_label=False,
-                        max_length=settings.max_query_chars,
                         elem_id="nexus-question",
                         scale=8,
                         autofocus=True,

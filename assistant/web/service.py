@@ -4,30 +4,31 @@ One :class:`NexusService` is shared by the Gradio UI and the REST API. It keeps 
 index current (a build that publishes a new generation is picked up on the next request,
 without a restart and without failing requests in flight), answers with the calibrated
 relevance floor of the index's model, looks documents up only by their indexed source path,
-and caches the comparison of corpus and index that the status panel shows. ``prepare_index``
-brings an index up to date with its corpus, at startup or from the Rebuild button.
+caches the comparison of corpus and index that the status panel shows, rebuilds on request,
+and keeps the feedback log of votes on answers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .build import BuildReport, CorpusChanges, build_index, corpus_changes
-from .chat import FeedbackLog, Reply, relevance_floor, respond
-from .config import SearchMode, Settings
-from .embedding import Encoder
-from .errors import AssistantError, DocumentNotFoundError, IndexNotFoundError, QueryError
-from .retrieval import Assistant, Hit
-from .store import StoredDocument
+from ..build import CorpusChanges, corpus_changes, prepare_index
+from ..config import SearchMode, Settings
+from ..errors import AssistantError, DocumentNotFoundError, QueryError
+from ..search.answer import Reply, relevance_floor, respond
+from ..search.assistant import Assistant, Hit
+from ..stores import StoredDocument
 
-__all__ = ["IndexStatus", "NexusService", "check_source", "prepare_index"]
+__all__ = ["FeedbackLog", "IndexStatus", "NexusService", "check_source"]
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +152,11 @@ class NexusService:
         mode: SearchMode | None = None,
         category: str | None = None,
     ) -> list[Hit]:
-        """Passages for a query (see :meth:`Assistant.search`), length-checked.
+        """Passages for a query (see :meth:`Assistant.search`).
 
         Raises:
             QueryError: The query is empty or longer than ``settings.max_query_chars``.
         """
-        limit = self.settings.max_query_chars
-        if len(query) > limit:
-            raise QueryError(f"the query is {len(query):,} characters long; the limit is {limit:,}")
         return self.assistant.search(query, k, mode=mode, category=category or None)
 
     def ask(
@@ -170,7 +168,7 @@ class NexusService:
         mode: SearchMode | None = None,
         category: str | None = None,
     ) -> Reply:
-        """A chat reply (see :func:`assistant.chat.respond`) with this index's relevance floor."""
+        """A chat reply (see :func:`assistant.search.answer.respond`) with this index's floor."""
         return respond(
             self.assistant,
             message,
@@ -183,7 +181,7 @@ class NexusService:
 
     def categories(self) -> list[str]:
         """The corpus's top-level folders that hold documents (the category filter's choices)."""
-        return [name for name, _ in self.assistant.index.categories() if name]
+        return [name for name, _ in self.assistant.index.db.categories() if name]
 
     def document(self, source: str) -> StoredDocument:
         """The indexed document with this source path.
@@ -192,7 +190,7 @@ class NexusService:
             QueryError: ``source`` is not shaped like an index path (``../x``, ``/etc/x`` ...).
             DocumentNotFoundError: No such document is in the index.
         """
-        doc = self.assistant.index.document(check_source(source))
+        doc = self.assistant.index.db.document(check_source(source))
         if doc is None:
             raise DocumentNotFoundError(f"no document {source!r} in the index")
         return doc
@@ -257,26 +255,35 @@ class NexusService:
         return status
 
 
-def prepare_index(
-    settings: Settings, *, encoder: Encoder | None = None, progress: bool = True
-) -> BuildReport | None:
-    """Build the index if it is missing, or update it if the corpus changed since its build.
+class FeedbackLog:
+    """Thumbs up/down on answers, appended as JSON lines for the quality work to mine.
 
-    Updates are incremental: unchanged chunks keep their vectors. Returns the build report, or
-    None when the index already matched the corpus.
+    Each line holds the time (UTC), the vote, the question, the query searched and the hits
+    shown (source, lines, scores). Appends are serialized so concurrent votes never interleave.
     """
-    try:
-        changes = corpus_changes(settings.corpus_dir, settings.index_dir, settings=settings)
-    except IndexNotFoundError:
-        log.info("no index at %s; building it from %s", settings.index_dir, settings.corpus_dir)
-    else:
-        if not changes.stale:
-            return None
-        log.info("corpus %s; updating the index", changes.summary())
-    return build_index(
-        settings.corpus_dir,
-        settings.index_dir,
-        settings=settings,
-        encoder=encoder,
-        progress=progress,
-    )
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def record(self, reply: Mapping[str, Any], vote: str) -> dict[str, Any]:
+        """Append one vote (``up`` or ``down``) on a reply (as from :meth:`Reply.to_dict`)."""
+        if vote not in ("up", "down"):
+            raise ValueError(f"a vote is 'up' or 'down', got {vote!r}")
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "vote": vote,
+            "question": reply.get("question"),
+            "query": reply.get("query"),
+            "answered": reply.get("answered"),
+            "hits": [
+                {k: h.get(k) for k in ("rank", "source", "start_line", "end_line", "score")}
+                for h in reply.get("hits", [])
+            ],
+        }
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(line)
+        return entry

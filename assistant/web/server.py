@@ -30,18 +30,20 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from .chat import document_url, hit_dict, render_document
-from .config import SearchMode, Settings
-from .errors import (
+from ..build import prepare_index
+from ..config import SearchMode, Settings
+from ..errors import (
     ConfigError,
     DocumentNotFoundError,
     QueryError,
     StoreError,
 )
-from .service import NexusService, prepare_index
+from ..search.query import MAX_FILTER_CHARS, MAX_K
+from .render import document_url, hit_dict, render_document
+from .service import NexusService
 
 if TYPE_CHECKING:
-    from .retrieval import Assistant
+    from ..search.assistant import Assistant
 
 __all__ = [
     "AUTH_PASSWORD_ENV",
@@ -50,7 +52,6 @@ __all__ = [
     "PathLengthMiddleware",
     "auth_from_env",
     "create_app",
-    "prepare_index",
     "serve",
 ]
 
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 AUTH_USER_ENV = "NEXUS_AUTH_USER"
 AUTH_PASSWORD_ENV = "NEXUS_AUTH_PASSWORD"
-MAX_K = 50
 MAX_PATH_CHARS = 1024  # well above any path the app serves, below file-name limits
 
 # The document view shows untrusted text: forbid every script, plugin, frame and remote load.
@@ -196,7 +196,7 @@ def create_app(
     """
     import gradio as gr
 
-    from .retrieval import Assistant
+    from ..search.assistant import Assistant
     from .ui import UI_CSS, build_ui
 
     if nexus is None:
@@ -233,7 +233,8 @@ def create_app(
     @app.get("/api/search", tags=["search"])
     def api_search(
         q: Annotated[
-            str, Query(min_length=1, max_length=max_chars, description="The question or keywords")
+            str,
+            Query(description=f"The question or keywords, at most {max_chars:,} characters"),
         ],
         k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of passages")] = (
             settings.top_k
@@ -242,7 +243,8 @@ def create_app(
             None
         ),
         category: Annotated[
-            str | None, Query(max_length=200, description="Only this top-level folder")
+            str | None,
+            Query(max_length=MAX_FILTER_CHARS, description="Only this top-level folder"),
         ] = None,
     ) -> dict[str, Any]:
         """The passages that best answer `q`, best first, each with its source and lines."""
@@ -266,7 +268,7 @@ def create_app(
         return {
             "status": "degraded" if store_problem else "ok",
             "index_loaded": True,
-            "store": {"kind": service.assistant.index.store_kind, "problem": store_problem},
+            "store": {"kind": service.assistant.manifest.store_kind, "problem": store_problem},
             "documents": status.documents,
             "chunks": status.chunks,
             "model": status.model,
@@ -373,8 +375,8 @@ def serve(
             f"({AUTH_USER_ENV} and {AUTH_PASSWORD_ENV}), or serve on 127.0.0.1"
         )
 
-    from .embedding import load_encoder
-    from .retrieval import Assistant
+    from ..encoders import load_encoder
+    from ..search.assistant import Assistant
 
     encoder = load_encoder(settings) if build else None
     if build:

@@ -10,13 +10,19 @@ conversation section of ``benchmarks/RESULTS.md``).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["SearchQuery", "contextual_query", "leans_on_context"]
+from ..analysis import FUNCTION_WORDS, words
 
-_WORD = re.compile(r"[\w'’-]+")
+__all__ = [
+    "SearchQuery",
+    "contextual_query",
+    "history_questions",
+    "leans_on_context",
+    "message_text",
+]
 
 # Acknowledgements a reply often starts with; what follows them decides.
 _FILLERS = ("ok", "okay", "alright", "right", "thanks", "thank you", "cool", "great", "got it")
@@ -47,17 +53,6 @@ _ANAPHORS = frozenset(
 # Words that only make sense next to an earlier statement ("the same key", "also run").
 _BACK_REFERENCES = frozenset({"same", "also", "too", "instead", "either", "else", "then"})
 
-# Function words: what is left after removing them is the message's own subject.
-_FUNCTION_WORDS = frozenset(
-    """a an the and or but so if then than of to in on at by for with from as about into
-    over after before is are was were be been being do does did have has had can could
-    should would will may might must i me my we our you your he she his her it its they
-    them their this that these those there here what which who whom when where why how
-    whether not no just very too also only any some all each both either more most much
-    many same other such one ones vs versus via up out again still even really actually
-    need want get make use way thing things""".split()  # noqa: SIM905 - a word list reads best as text
-)
-
 # A message with at most this many subject words rarely names its topic ("timeouts?").
 _MAX_SUBJECTLESS_WORDS = 2
 # A pronoun points back only in a message that names little else: "does that work with
@@ -74,48 +69,80 @@ class SearchQuery:
     folded: bool = False
 
 
-def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
-
-
-def _without_fillers(words: list[str]) -> list[str]:
+def _without_fillers(tokens: list[str]) -> list[str]:
     changed = True
-    while changed and words:
+    while changed and tokens:
         changed = False
         for filler in _FILLERS:
             size = filler.count(" ") + 1
-            if " ".join(words[:size]) == filler:
-                words, changed = words[size:], True
-    return words
+            if " ".join(tokens[:size]) == filler:
+                tokens, changed = tokens[size:], True
+    return tokens
 
 
 def leans_on_context(message: str) -> bool:
     """Whether a message reads like a follow-up that needs the previous question to make sense."""
-    words = _words(message)
-    if not words:
+    tokens = words(message)
+    if not tokens:
         return False
-    words = _without_fillers(words)
-    if not words:
+    tokens = _without_fillers(tokens)
+    if not tokens:
         return True  # "ok, thanks" alone: nothing of its own to search
-    opening = " ".join(words[:3])
+    opening = " ".join(tokens[:3])
     if any(opening == c or opening.startswith(c + " ") for c in _CONNECTIVES):
         return True
-    subject = [w for w in words if w not in _FUNCTION_WORDS and not w.isdigit()]
+    subject = [w for w in tokens if w not in FUNCTION_WORDS and not w.isdigit()]
     if len(subject) <= _MAX_SUBJECTLESS_WORDS:
         return True
-    if any(w in _BACK_REFERENCES for w in words):
+    if any(w in _BACK_REFERENCES for w in tokens):
         return True
-    return len(subject) <= _MAX_WORDS_WITH_ANAPHOR and any(w in _ANAPHORS for w in words)
+    return len(subject) <= _MAX_WORDS_WITH_ANAPHOR and any(w in _ANAPHORS for w in tokens)
 
 
-def contextual_query(message: str, previous: Sequence[str] = ()) -> SearchQuery:
+def contextual_query(
+    message: str, previous: Sequence[str] = (), max_chars: int | None = None
+) -> SearchQuery:
     """The query to search for ``message`` given the user's earlier questions, oldest first.
 
     Only the latest earlier question is folded in: it is what a follow-up almost always leans
-    on, and older turns drift off topic.
+    on, and older turns drift off topic. With ``max_chars`` the folded query keeps within the
+    query length limit by shortening the borrowed question, never the message.
     """
     message = message.strip()
     earlier = [p.strip() for p in previous if p and p.strip()]
     if not earlier or not leans_on_context(message):
         return SearchQuery(message)
-    return SearchQuery(f"{earlier[-1]} {message}", folded=True)
+    context = earlier[-1]
+    if max_chars is not None:
+        context = context[: max(max_chars - len(message) - 1, 0)].strip()
+        if not context:
+            return SearchQuery(message)
+    return SearchQuery(f"{context} {message}", folded=True)
+
+
+def message_text(content: Any) -> str:
+    """The text of one chat message's content, whatever shape Gradio delivered it in.
+
+    The web UI sends a list of ``{"type": "text", "text": ...}`` blocks, ``gradio_client``
+    sends a plain string, and some components send a single block dict; files and other
+    non-text blocks are ignored.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        text = content.get("text")
+        return text if isinstance(text, str) else ""
+    if isinstance(content, Sequence):
+        return " ".join(part for part in (message_text(c) for c in content) if part)
+    return ""
+
+
+def history_questions(history: Sequence[Any] | None) -> list[str]:
+    """The user's earlier messages, oldest first, from a Gradio ``messages`` history."""
+    questions = []
+    for message in history or ():
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            text = message_text(message.get("content")).strip()
+            if text:
+                questions.append(text)
+    return questions

@@ -38,9 +38,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .chunking import Chunk
-from .config import DEFAULT_COLLECTION, Settings
-from .errors import (
+from ..analysis import keyword_tokens
+from ..config import DEFAULT_COLLECTION, Settings
+from ..errors import (
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
@@ -48,24 +48,20 @@ from .errors import (
     StoreError,
     first_line,
 )
-from .store import (
-    CHUNKS_DB,
-    VECTORS,
-    KeywordIndex,
-    LoadedIndex,
-    Manifest,
-    ivf_lists,
-    keyword_tokens,
-)
+from ..ingest.chunking import Chunk
+from .chunkdb import CHUNKS_DB, ChunkDB
+from .keyword import KeywordIndex
+from .manifest import Manifest
+from .seams import PreparedStore
+from .vectors import IVF_NPROBE, VECTORS, ivf_lists, load_vectors
 
 __all__ = [
     "ANALYZER",
     "MilvusCollection",
     "MilvusIndex",
-    "SharedBuild",
+    "MilvusStore",
     "chunk_keys",
     "milvus_index_spec",
-    "prepare_collection",
     "resolve_uri",
 ]
 
@@ -78,8 +74,7 @@ BACKOFF_SECONDS = 0.25  # doubled after each failed try
 TIMEOUT_SECONDS = 10.0
 BATCH_ROWS = 1_000  # rows per upsert: ~3 MB of vectors and text, far below gRPC's 64 MB
 MAX_VARCHAR = 65_535  # Milvus' longest VARCHAR, in bytes
-IVF_NPROBE = 32
-# Nexus analyses text itself (``store.keyword_tokens``: the local BM25 index's words, stop
+# Nexus analyses text itself (``analysis.keyword_tokens``: the local BM25 index's words, stop
 # words and Snowball stems) and sends Milvus the resulting words, which its standard analyzer
 # only has to split. Milvus servers and milvus-lite (which has no stemmer) then index the same
 # terms, and the same as the local index does.
@@ -153,7 +148,7 @@ class IndexSpec:
 
 
 def milvus_index_spec(n_vectors: int, exact_limit: int) -> IndexSpec:
-    """The dense index for ``n_vectors``, chosen as for FAISS (``store.resolve_index_type``):
+    """The dense index for ``n_vectors``, chosen as for FAISS (``vectors.resolve_index_type``):
     exact search up to ``exact_limit`` chunks, an inverted file of 8-bit codes above."""
     if n_vectors <= exact_limit:
         return IndexSpec("FLAT", {}, {})
@@ -485,120 +480,120 @@ def _fit(text: str) -> str:
 # --------------------------------------------------------------------------- building
 
 
-@dataclass
-class SharedBuild:
-    """The collection side of one build: upserted before the generation is published,
-    finished (stale keys deleted) after."""
-
-    collection: MilvusCollection
-    spec: IndexSpec
-    stale: np.ndarray
-    upserted: int
-    keyword: dict[str, Any]
-
-    def manifest(self) -> dict[str, Any]:
-        """The ``store`` block of the manifest (no token, no password)."""
-        return {
-            "kind": "milvus",
-            "uri": _redact(self.collection.uri),
-            "collection": self.collection.name,
-            "metric": "inner_product",
-            "index_type": self.spec.index_type,
-            "index_params": self.spec.params,
-            "search_params": self.spec.search,
-            "analyzer": ANALYZER,
-            "bm25": bm25_params(self.keyword),
-        }
-
-    def finish(self) -> None:
-        """Delete the chunks that left the corpus, once no new reader can ask for them."""
-        if len(self.stale):
-            self.collection.delete(self.stale)
-            self.collection.flush()
-            log.info("deleted %d stale chunks from %r", len(self.stale), self.collection)
-
-
-def prepare_collection(
-    settings: Settings,
-    index_dir: Path,
-    *,
-    encoder: str,
-    chunks: Sequence[Chunk],
-    vectors: np.ndarray,
-    full: bool,
-    progress: bool = False,
-) -> SharedBuild:
-    """Bring the collection up to this build's chunks, except for deletions (see ``finish``).
+class MilvusStore:
+    """The write side: bring the collection up to a build's chunks before the generation is
+    published (:meth:`prepare`), delete the chunks that left the corpus after (:meth:`finish`).
 
     The collection is created when missing and recreated when its vectors came from another
     encoder or its text was analysed with other keyword parameters (so one collection never
     mixes two analyses). Only keys it lacks are upserted, or every key when ``full``.
 
+    Args:
+        settings: Milvus address, collection, token and the BM25 options.
+        index_dir: The index folder; a milvus-lite folder beside the generations by default.
+        encoder: Name of the encoder the vectors come from, recorded on the collection.
+
     Raises:
         StoreError: Milvus cannot be reached or refuses a write.
     """
-    uri = resolve_uri(settings, index_dir)
-    if _is_local(uri):
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    name = settings.milvus_collection or DEFAULT_COLLECTION
-    collection = MilvusCollection(uri, name, settings.milvus_token)
-    spec = milvus_index_spec(len(chunks), settings.exact_search_limit)
-    dim, keyword = vectors.shape[1], KeywordIndex.params_for(settings)
-    if collection.exists() and (collection.encoder() != encoder or collection.dim() != dim):
-        log.warning("%r holds vectors of another model; recreating it", collection)
-        collection.drop()
-    elif collection.exists() and collection.keyword() != _as_key(keyword):
-        log.warning("%r was analysed with other keyword parameters; recreating it", collection)
-        collection.drop()
-    if not collection.exists():
-        collection.create(dim, encoder, spec, keyword)
-    elif collection.index_type() != spec.index_type:
-        log.info("%r: switching the dense index to %s", collection, spec.index_type)
-        collection.reindex(spec)
-    keys = chunk_keys((c.source, c.key) for c in chunks)
-    existing = collection.keys()
-    rows = np.arange(len(keys)) if full else np.flatnonzero(~np.isin(keys, existing))
-    collection.upsert(
-        keys[rows],
-        vectors[rows],
-        [chunks[i] for i in rows.tolist()],
-        keyword,
-        progress=progress,
-    )
-    collection.flush()
-    stale = np.setdiff1d(existing, keys)
-    return SharedBuild(collection, spec, stale, len(rows), keyword)
+
+    def __init__(self, settings: Settings, index_dir: Path, encoder: str) -> None:
+        uri = resolve_uri(settings, index_dir)
+        if _is_local(uri):
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        name = settings.milvus_collection or DEFAULT_COLLECTION
+        self.collection = MilvusCollection(uri, name, settings.milvus_token)
+        self.settings = settings
+        self.encoder = encoder
+        self._stale = np.zeros(0, dtype=np.int64)
+
+    def prepare(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, *, full: bool, progress: bool
+    ) -> PreparedStore:
+        tick = time.perf_counter()
+        collection = self.collection
+        spec = milvus_index_spec(len(chunks), self.settings.exact_search_limit)
+        dim, keyword = vectors.shape[1], KeywordIndex.params_for(self.settings)
+        if collection.exists() and (
+            collection.encoder() != self.encoder or collection.dim() != dim
+        ):
+            log.warning("%r holds vectors of another model; recreating it", collection)
+            collection.drop()
+        elif collection.exists() and collection.keyword() != _as_key(keyword):
+            log.warning("%r was analysed with other keyword parameters; recreating it", collection)
+            collection.drop()
+        if not collection.exists():
+            collection.create(dim, self.encoder, spec, keyword)
+        elif collection.index_type() != spec.index_type:
+            log.info("%r: switching the dense index to %s", collection, spec.index_type)
+            collection.reindex(spec)
+        keys = chunk_keys((c.source, c.key) for c in chunks)
+        existing = collection.keys()
+        rows = np.arange(len(keys)) if full else np.flatnonzero(~np.isin(keys, existing))
+        collection.upsert(
+            keys[rows],
+            vectors[rows],
+            [chunks[i] for i in rows.tolist()],
+            keyword,
+            progress=progress,
+        )
+        collection.flush()
+        self._stale = np.setdiff1d(existing, keys)
+        block = {
+            "kind": "milvus",
+            "uri": _redact(collection.uri),
+            "collection": collection.name,
+            "metric": "inner_product",
+            "index_type": spec.index_type,
+            "index_params": spec.params,
+            "search_params": spec.search,
+            "analyzer": ANALYZER,
+            "bm25": bm25_params(keyword),
+        }
+        # The collection computes BM25 itself as rows arrive: keyword indexing is in ``dense``.
+        return PreparedStore(
+            index_type=f"milvus:{spec.index_type}",
+            index_params=spec.search,
+            store=block,
+            keyword=keyword,
+            seconds={"dense": time.perf_counter() - tick, "keyword": 0.0},
+        )
+
+    def finish(self) -> None:
+        """Delete the chunks that left the corpus, once no new reader can ask for them."""
+        if len(self._stale):
+            self.collection.delete(self._stale)
+            self.collection.flush()
+            log.info("deleted %d stale chunks from %r", len(self._stale), self.collection)
 
 
 # --------------------------------------------------------------------------- reading
 
 
-class MilvusIndex(LoadedIndex):
+class MilvusIndex:
     """A generation whose vectors and keyword index live in a Milvus collection.
 
-    Chunk texts, documents and filters come from the generation's ``chunks.sqlite``, as for
-    FAISS; searches go to the collection and their keys are mapped back to this generation's
-    chunk ids (keys it does not know, from a newer build, are skipped). ``vectors.npy`` is
-    opened only by builds, which reuse it; a server reads vectors from the collection.
+    Chunk texts, documents and filters come from the generation's chunk database, as for the
+    local store; searches go to the collection and their keys are mapped back to this
+    generation's chunk ids (keys it does not know, from a newer build, are skipped).
+    ``vectors.npy`` is opened only by builds, which reuse it; a server reads vectors from the
+    collection.
+
+    Raises:
+        IndexCorruptError: The chunk database is missing or damaged.
     """
 
     def __init__(self, generation: Path, manifest: Manifest, collection: MilvusCollection) -> None:
         self.path = generation
         self.manifest = manifest
         self.collection = collection
-        self._check_files()
-        self._db = self._open_db()
-        self._db_lock = threading.Lock()
-        pairs = self._query("SELECT source, key FROM chunks ORDER BY id")
-        self.keys = chunk_keys((source, key) for source, key in pairs)
+        path = generation / CHUNKS_DB
+        if not path.is_file() or path.stat().st_size != manifest.files.get(CHUNKS_DB):
+            raise IndexCorruptError(f"{path} is missing or truncated; rebuild with `nexus build`")
+        self.db = ChunkDB(path, documents=manifest.documents, chunks=manifest.chunks)
+        self.keys = chunk_keys(self.db.source_keys())
         self._order = np.argsort(self.keys, kind="stable")
         self._sorted = self.keys[self._order]
-        # The build's own copy of the vectors, memory-mapped: incremental builds reuse it, and
-        # a server never touches it. A replica given only manifest and chunks has none.
-        if (generation / VECTORS).is_file():
-            self.vectors = self._load_vectors()
-        else:
-            self.vectors = np.zeros((0, manifest.dim), dtype=np.float32)
 
     @classmethod
     def open(cls, generation: Path, manifest: Manifest, settings: Settings) -> MilvusIndex:
@@ -607,15 +602,6 @@ class MilvusIndex(LoadedIndex):
         name = settings.milvus_collection or str(store["collection"])
         collection = MilvusCollection(uri, name, settings.milvus_token)
         return cls(generation, manifest, collection)
-
-    def _check_files(self) -> None:
-        path = self.path / CHUNKS_DB
-        if not path.is_file() or path.stat().st_size != self.manifest.files.get(CHUNKS_DB):
-            raise IndexCorruptError(f"{path} is missing or truncated; rebuild with `nexus build`")
-
-    @property
-    def store_kind(self) -> str:
-        return "milvus"
 
     def check_store(self) -> None:
         """Raise unless the collection exists, holds vectors of this index's dimension and
@@ -674,3 +660,14 @@ class MilvusIndex(LoadedIndex):
                 "`nexus build --store milvus`"
             )
         return np.stack([found[k] for k in wanted]) if wanted else np.zeros((0, self.manifest.dim))
+
+    def stored_vectors(self) -> np.ndarray | None:
+        """The build's own copy of the vectors, memory-mapped, which incremental builds reuse;
+        None on a replica given only the manifest and chunk database."""
+        path = self.path / VECTORS
+        if not path.is_file():
+            return None
+        return load_vectors(path, (self.manifest.chunks, self.manifest.dim))
+
+    def close(self) -> None:
+        self.db.close()

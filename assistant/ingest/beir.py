@@ -1,8 +1,8 @@
 """Read BEIR-format datasets: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
 
-Each corpus line becomes a :class:`~assistant.corpus.Document` with one section, so a public
-benchmark goes through the same chunking, embedding, index and retrieval code as a folder of
-Markdown. The title becomes the heading path, which makes a document that fits in one chunk
+Each corpus line becomes a :class:`~assistant.ingest.documents.Document` with one section, so a
+public benchmark goes through the same chunking, embedding, index and retrieval code as a folder
+of Markdown. The title becomes the heading path, which makes a document that fits in one chunk
 embed as its title followed by its text, the input MTEB and BEIR give the model.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpus import Block, Document, Section
-from .errors import ConfigError, CorpusNotFoundError
+from ..errors import ConfigError, CorpusNotFoundError
+from .documents import Block, Document, Section
 
 __all__ = ["BeirDataset", "load_beir", "read_beir_documents"]
 

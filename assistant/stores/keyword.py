@@ -1,0 +1,86 @@
+"""The keyword index: BM25 over chunk texts (bm25s), analysed as :mod:`assistant.analysis` says."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..analysis import KEYWORD_ANALYSIS, keyword_token_ids, keyword_tokens, load_bm25s, split_mode
+from ..config import Settings
+
+__all__ = ["KEYWORD", "KeywordIndex"]
+
+KEYWORD = "keyword"
+
+
+class KeywordIndex:
+    """BM25 over chunk texts (bm25s), with English stop words and Snowball stemming; code
+    names are indexed by their parts too (``Settings.split_identifiers``).
+
+    ``params`` are recorded in each index's manifest; an index is always searched with the
+    parameters it was built with, so indexes built before an option existed keep working.
+    """
+
+    params: ClassVar[dict[str, Any]] = {
+        "method": "lucene",
+        "k1": 1.2,
+        "b": 0.75,
+        **KEYWORD_ANALYSIS,
+    }
+
+    @classmethod
+    def params_for(cls, settings: Settings) -> dict[str, Any]:
+        """The parameters a new build records: the defaults with the settings' BM25 options."""
+        return {
+            **cls.params,
+            "k1": settings.keyword_k1,
+            "b": settings.keyword_b,
+            "split_identifiers": settings.split_identifiers,
+        }
+
+    def __init__(self, retriever: Any, params: dict[str, Any] | None = None) -> None:
+        self.retriever = retriever
+        self.split_mode = split_mode(self.params if params is None else params)
+
+    @classmethod
+    def build(cls, texts: Sequence[str], params: dict[str, Any] | None = None) -> KeywordIndex:
+        p = dict(params) if params is not None else cls.params
+        retriever = load_bm25s().BM25(method=p["method"], k1=p["k1"], b=p["b"])
+        retriever.index(keyword_token_ids(texts, p), show_progress=False)
+        return cls(retriever, p)
+
+    @classmethod
+    def load(cls, path: Path, params: dict[str, Any] | None = None) -> KeywordIndex:
+        """Open a saved index; ``params`` are those it was built with (from the manifest)."""
+        retriever = load_bm25s().BM25.load(str(path), mmap=True, show_progress=False, verbosity=0)
+        return cls(retriever, params)
+
+    def save(self, path: Path) -> None:
+        self.retriever.save(str(path), show_progress=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.retriever.scores["num_docs"])
+
+    def tokenize(self, query: str) -> list[str]:
+        return keyword_tokens([query], {"split_identifiers": self.split_mode})[0]
+
+    def search(
+        self, query: str, k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` chunk ids by BM25 score (score > 0 only), best first: (ids, scores)."""
+        vocab = self.retriever.vocab_dict
+        tokens = [t for t in self.tokenize(query) if t in vocab]
+        if not tokens or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
+        if mask is not None:
+            scores = scores * mask
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return top.astype(np.int64), scores[top]
