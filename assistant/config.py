@@ -61,7 +61,7 @@ class Settings:
             little). Exports are cached in ``<index_dir>/encoders``. A model that cannot be
             exported, or a missing onnxruntime, falls back to ``torch`` with a warning.
             Default ``onnx``: lossless, and faster than ``torch`` to build, search and start
-            (benchmarks/RESULTS.md, "Which backend is the default, and why").
+            (``benchmarks/studies/backends.md``, "Which backend is the default, and why").
         threads: Threads per ONNX Runtime forward pass; 0 uses every core: a question on one
             multi-threaded session, bulk encoding on one single-threaded session per core.
         device: Torch device for the encoder. Default ``cpu``.
@@ -88,7 +88,7 @@ class Settings:
         fusion: How hybrid mode merges the dense and keyword lists: ``zscore`` (default) or
             ``minmax`` add each retriever's normalized scores, ``rrf`` adds reciprocal ranks.
             Scores carry how sure each retriever is, which ranks alone throw away; see
-            ``benchmarks/RESULTS.md`` for the measurements behind the default.
+            ``benchmarks/studies/fusion.md`` for the measurements behind the default.
         keyword_weight: Share of the keyword (BM25) retriever in score fusion, in [0, 1]; the
             dense retriever gets the rest. Also the keyword list's weight in ``rrf``.
         keyword_peak_low, keyword_peak_high: How much of ``keyword_weight`` one query gets,
@@ -98,12 +98,12 @@ class Settings:
             query's words are common or scattered over the corpus (web questions over code, as
             in CoSQA), where BM25 adds noise to the dense ranking; a steep one means rare words
             that single out a few passages, where it helps. Fitted on SciFact train, CoSQA dev
-            and our question sets (``benchmarks/RESULTS.md``); 0 and 0 give every query the
-            full weight.
+            and our question sets (``benchmarks/studies/keyword-peak.md``); 0 and 0 give every
+            query the full weight.
         keyword_k1, keyword_b: BM25's term-frequency saturation and length normalization for
             new builds (an index keeps the values it was built with). Lucene's defaults; b =
             0.5 scored a little higher on SciFact and CoSQA but not on our question sets
-            (``benchmarks/RESULTS.md``, "BM25 parameters and passage length").
+            (``benchmarks/studies/bm25-and-passage-length.md``).
         split_identifiers: Which code names new builds also index by their parts: ``none``
             (default: every name stays whole), ``mixed`` (names whose parts show in capitals
             or digits: ``getHTTPResponse`` also as ``get HTTP Response``, ``CD4`` as ``CD 4``)

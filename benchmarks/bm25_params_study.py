@@ -9,14 +9,14 @@ passages only, so a question that quotes a name matches it whole and not its com
 not an app option). Each setting is fused
 with a fixed keyword weight of 0.4 and with the app's default rule (the weight scaled by the
 list's peak), and scored by trec_eval's nDCG@10, plain and with identical documents collapsed
-(see ``keyword_peak_study``).
+(see ``benchmarks.common.ndcg_both``).
 
 Every setting is scored on the tuning split; the report split is scored only for the default
 setting and the two best on the tuning split, so test figures cannot steer the choice.
 
-    python benchmarks/bm25_params_study.py --dataset scifact:train:test \\
+    python -m benchmarks.bm25_params_study --dataset scifact:train:test \\
         --dataset cosqa:dev:test --json benchmarks/results/bm25_params_study.json
-    python benchmarks/bm25_params_study.py --dataset scifact:train:test --tokenizer mixed \\
+    python -m benchmarks.bm25_params_study --dataset scifact:train:test --tokenizer mixed \\
         --k1 1.2 --b 0.5 --b 0.75 --json benchmarks/results/bm25_params_study_mixed.json
 """
 
@@ -27,24 +27,27 @@ import itertools
 import sys
 from typing import Any
 
-from fusion_study import (
-    DATA,
-    DEPTH,
-    WORK,
-    cached_candidates,
-    chunk_sources,
-    documents_of,
-    record,
-    save,
-    study_arguments,
-)
-from keyword_peak_study import duplicate_groups, ndcg_both
 from tqdm import tqdm
 
 from assistant import Assistant, Settings
-from assistant.beir import BeirDataset, load_beir
-from assistant.retrieval import clean_query, keyword_peak, keyword_share, score_fusion
-from assistant.store import KeywordIndex, keyword_tokens
+from assistant.analysis import keyword_tokens
+from assistant.ingest.beir import BeirDataset, load_beir
+from assistant.search.fusion import keyword_peak, keyword_share, score_fusion
+from assistant.stores.keyword import KeywordIndex
+from benchmarks.common import (
+    BEIR,
+    DEPTH,
+    beir_index,
+    cached_candidates,
+    chunk_sources,
+    documents_of,
+    duplicate_groups,
+    ndcg_both,
+    record,
+    save,
+    study_arguments,
+    study_query,
+)
 
 SPLIT_MODE = {"words": "none", "mixed": "mixed", "identifiers": "all", "identifiers-docs": "all"}
 K1 = (0.9, 1.2, 1.5)
@@ -69,12 +72,12 @@ def score(
     nexus: Assistant, name: str, split: str, keyword: KeywordIndex, source_of: Any, group: dict
 ) -> dict[str, dict[str, float]]:
     """nDCG@10 (plain, collapsed) of BM25 alone, fixed weight 0.4 and the app's rule."""
-    dataset: BeirDataset = load_beir(DATA / name, split)
+    dataset: BeirDataset = load_beir(BEIR / name, split)
     dense = cached_candidates(nexus, name, split, dataset.queries)
     settings = Settings()
     runs: dict[str, dict] = {"keyword": {}, "fixed 0.4": {}, "app rule": {}}
     for q, c in dense.items():
-        ids, scores = keyword.search(clean_query(dataset.queries[q], 2000), DEPTH)
+        ids, scores = keyword.search(study_query(dataset.queries[q]), DEPTH)
         lists = [(c.dense_ids, c.dense_scores), (ids, scores)]
         share = keyword_share(
             keyword_peak(scores), settings.keyword_peak_low, settings.keyword_peak_high
@@ -103,9 +106,9 @@ def main() -> int:
 
     for spec in args.dataset:
         name, tune, report = spec.split(":")
-        nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=Settings())
-        source_of, group = chunk_sources(nexus), duplicate_groups(DATA / name)
-        texts = nexus.index.embed_texts()
+        nexus = beir_index(name)
+        source_of, group = chunk_sources(nexus), duplicate_groups(BEIR / name)
+        texts = nexus.index.db.embed_texts()
         tuned = {}
         for setting in tqdm(settings, desc=name):
             keyword = keyword_index(texts, *setting)

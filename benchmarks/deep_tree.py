@@ -5,16 +5,15 @@ from the root once depth passes about 2,000) with a page every few hundred level
 ``discover`` and a build with the hash encoder, so only the tree walk and the file handling
 are measured, not the model.
 
-Usage::
+Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/deep_tree.py --depth 2200 [--baseline REV] [--json OUT]
+    .venv/bin/python -m benchmarks.deep_tree --depth 2200 [--baseline REV] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -24,8 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from assistant import build_index
-from assistant.corpus import discover
+from assistant.ingest.files import discover
 from assistant.testing import HashEncoder
+from benchmarks.common import ROOT, command_line, report
 
 
 def make_tree(root: Path, depth: int, every: int = 500) -> None:
@@ -48,13 +48,14 @@ def make_tree(root: Path, depth: int, every: int = 500) -> None:
 
 
 def discover_at(revision: str, work: Path) -> Callable[[Path], list[Path]]:
-    """``discover`` as ``assistant/corpus.py`` defined it at a git revision."""
+    """``discover`` as ``assistant/corpus.py`` defined it at a git revision (one from before
+    the package was split into sub-packages, when that module stood on its own)."""
     source = subprocess.run(
         ["git", "show", f"{revision}:assistant/corpus.py"],
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).parent,
+        cwd=ROOT,
     ).stdout
     path = work / "corpus_baseline.py"
     path.write_text(source, encoding="utf-8")
@@ -73,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         metavar="REV",
-        help="Also time discover() of assistant/corpus.py as of this git revision.",
+        help="Also time discover() of assistant/corpus.py as of this git revision "
+        "(one from before the sub-packages, e.g. f47dcd9).",
     )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="nexus-deep-"))
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = discover(corpus, unreadable=unreadable)
         scan = time.perf_counter() - started
         started = time.perf_counter()
-        report = build_index(corpus, work / "index", encoder=HashEncoder())
+        built = build_index(corpus, work / "index", encoder=HashEncoder())
         build = time.perf_counter() - started
         baseline = None
         if args.baseline:
@@ -104,13 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "baseline": args.baseline,
         "baseline_discover_seconds": baseline,
         "build_seconds": round(build, 2),
-        "documents": report.documents,
-        "skipped": [reason for _, reason in report.skipped],
-        "command": " ".join(["benchmarks/deep_tree.py", *(argv or sys.argv[1:])]),
+        "documents": built.documents,
+        "skipped": [reason for _, reason in built.skipped],
+        "command": command_line("benchmarks.deep_tree", argv),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    report(result, args.json)
     return 0
 
 

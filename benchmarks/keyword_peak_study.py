@@ -2,7 +2,7 @@
 
 Re-fuses the fusion study's cached candidates (``benchmarks/data/fusion/``, 1,000 chunks per
 retriever and query) with the app's ``score_fusion``: fixed keyword weights, the keyword weight
-scaled by ``assistant.retrieval.keyword_share`` of the list's peak (1 - tenth best score /
+scaled by ``assistant.search.fusion.keyword_share`` of the list's peak (1 - tenth best score /
 best) over a grid of its two thresholds, and the app's default. Dense pseudo-relevance
 feedback (Rocchio on embeddings: the query vector plus beta times the mean of the m best
 distinct passage vectors, normalized, searched again) needs the query vectors, which are
@@ -17,7 +17,7 @@ that put the judged document's copies first for every query.
 
 Choose on the tuning split (named first), read the test split only to report.
 
-    python benchmarks/keyword_peak_study.py --dataset scifact:train:test \\
+    python -m benchmarks.keyword_peak_study --dataset scifact:train:test \\
         --dataset cosqa:dev:test --json benchmarks/results/keyword_peak_study.json
 """
 
@@ -27,34 +27,30 @@ import math
 import sys
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from fusion_study import (
-    DATA,
-    DEPTH,
-    WORK,
-    cached_candidates,
-    chunk_sources,
-    documents_of,
-    record,
-    save,
-    study_arguments,
-)
 
 from assistant import Assistant, Settings
-from assistant.beir import BeirDataset, load_beir, read_beir_documents
 from assistant.evaluation import score_run
-from assistant.retrieval import (
-    Candidates,
-    clean_query,
-    fuse,
-    keyword_peak,
-    keyword_share,
-    score_fusion,
+from assistant.ingest.beir import BeirDataset
+from assistant.search.fusion import Candidates, keyword_peak, keyword_share
+from benchmarks.common import (
+    BEIR,
+    DEPTH,
+    WORK,
+    Ranking,
+    app_fusion,
+    collapsed_ndcg,
+    duplicate_groups,
+    ranked_run,
+    record_split,
+    save,
+    study_arguments,
+    study_query,
+    study_splits,
+    weighted_fusion,
 )
 
-Ranking = list[tuple[int, float]]
 Variant = Callable[[str, Candidates], Ranking]
 
 
@@ -65,14 +61,15 @@ def query_vectors(nexus: Assistant, name: str, split: str, queries: dict[str, st
         with np.load(path) as stored:
             return dict(zip(stored["ids"].tolist(), stored["vectors"], strict=True))
     ids = list(queries)
-    vectors = nexus.encoder.encode([clean_query(queries[q], 2000) for q in ids], kind="query")
+    vectors = nexus.encoder.encode([study_query(queries[q]) for q in ids], kind="query")
     np.savez(path, ids=np.array(ids), vectors=vectors)
     return dict(zip(ids, vectors, strict=True))
 
 
 def rocchio(nexus: Assistant, qvec: np.ndarray, c: Candidates, m: int, beta: float) -> Ranking:
     """Search again with the query moved towards its m best distinct passages."""
-    vectors = np.asarray(nexus.index.vectors)
+    vectors = nexus.index.stored_vectors()
+    assert vectors is not None, "Rocchio needs the stored vectors (a local index)"
     seen: dict[bytes, np.ndarray] = {}
     for row in c.dense_ids.tolist():  # distinct texts only: copies would count several times
         seen.setdefault(vectors[row].tobytes(), vectors[row])
@@ -80,15 +77,13 @@ def rocchio(nexus: Assistant, qvec: np.ndarray, c: Candidates, m: int, beta: flo
             break
     moved = qvec + beta * np.mean(list(seen.values()), axis=0)
     moved = (moved / np.linalg.norm(moved)).astype(np.float32)
-    scores, ids = nexus.index.dense.search(moved[None, :], DEPTH)  # exact search, as the app
-    return list(zip(ids[0].tolist(), scores[0].tolist(), strict=True))
+    ids, scores = nexus.index.dense_search(moved, DEPTH)  # exact search, as the app
+    return list(zip(ids.tolist(), scores.tolist(), strict=True))
 
 
 def variants(nexus: Assistant, qvecs: dict, settings: Settings) -> dict[str, Variant]:
     def fixed(wk: float) -> Variant:
-        return lambda q, c: score_fusion(
-            [(c.dense_ids, c.dense_scores), (c.keyword_ids, c.keyword_scores)], [1 - wk, wk]
-        )
+        return lambda q, c: weighted_fusion(c, wk)
 
     def peak(wk: float, low: float, high: float) -> Variant:
         def run(q: str, c: Candidates) -> Ranking:
@@ -100,17 +95,7 @@ def variants(nexus: Assistant, qvecs: dict, settings: Settings) -> dict[str, Var
     table: dict[str, Variant] = {
         "semantic": lambda q, c: c.ranking("semantic"),
         "keyword": lambda q, c: c.ranking("keyword"),
-        "app default": lambda q, c: fuse(
-            Candidates(
-                None,
-                c.dense_ids,
-                c.dense_scores,
-                c.keyword_ids,
-                c.keyword_scores,
-                keyword_peak(c.keyword_scores),
-            ),
-            settings,
-        ),
+        "app default": lambda q, c: app_fusion(c, settings),
     }
     for wk in (0.1, 0.4):
         table[f"zscore wk={wk}"] = fixed(wk)
@@ -123,37 +108,6 @@ def variants(nexus: Assistant, qvecs: dict, settings: Settings) -> dict[str, Var
                 nexus, qvecs[q], c, m, beta
             )
     return table
-
-
-def duplicate_groups(folder: Path) -> dict[str, str]:
-    """Document id -> content hash, so identical documents share a key."""
-    return {doc.source: doc.sha256 for doc in read_beir_documents(folder)}
-
-
-def collapsed(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dict) -> dict:
-    """The run with each set of identical documents kept once: copies of a judged document
-    take its id, other sets their content hash; a set scores as its best copy."""
-    out = {}
-    for q, scores in run.items():
-        judged = {group[d]: d for d, grade in dataset.qrels.get(q, {}).items() if grade > 0}
-        best: dict[str, float] = {}
-        for doc, score in sorted(scores.items(), key=lambda kv: -kv[1]):
-            best.setdefault(judged.get(group[doc], group[doc]), score)
-        out[q] = best
-    return out
-
-
-def collapsed_ndcg(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dict) -> float:
-    """trec_eval's nDCG@10 of ``run`` with identical documents collapsed."""
-    return float(score_run(collapsed(run, dataset, group), dataset.qrels)["ndcg_at_10"])
-
-
-def ndcg_both(run: dict[str, dict[str, float]], dataset: BeirDataset, group: dict) -> dict:
-    """trec_eval's nDCG@10 of ``run``, plain and with identical documents collapsed."""
-    return {
-        "ndcg_at_10": score_run(run, dataset.qrels)["ndcg_at_10"],
-        "ndcg_at_10_collapsed": collapsed_ndcg(run, dataset, group),
-    }
 
 
 def ceiling(dataset: BeirDataset, group: dict) -> float:
@@ -174,29 +128,24 @@ def ceiling(dataset: BeirDataset, group: dict) -> float:
 def main() -> int:
     args = study_arguments(__doc__)
     settings = Settings()
-    out = []
-    for spec in args.dataset:
-        name, *splits = spec.split(":")
-        nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=settings)
-        source_of = chunk_sources(nexus)
-        group = duplicate_groups(DATA / name)
-        for split in splits:
-            dataset = load_beir(DATA / name, split)
-            found = cached_candidates(nexus, name, split, dataset.queries)
-            qvecs = query_vectors(nexus, name, split, dataset.queries)
-            top = ceiling(dataset, group)
-            print(f"{name:8} {split:5} ceiling (judged copies first) nDCG@10 {top:.4f}")
-            out.append({"dataset": name, "split": split, "variant": "ceiling", "ndcg_at_10": top})
-            for label, variant in variants(nexus, qvecs, settings).items():
-                run = {q: documents_of(variant(q, c), source_of) for q, c in found.items()}
-                m = score_run(run, dataset.qrels)
-                m["ndcg_at_10_collapsed"] = collapsed_ndcg(run, dataset, group)
-                record(
-                    out,
-                    {"dataset": name, "split": split, "variant": label, **m},
-                    f"{name:8} {split:5} {label:26} nDCG@10 {m['ndcg_at_10']:.4f}  "
-                    f"collapsed {m['ndcg_at_10_collapsed']:.4f}  R@100 {m['recall_at_100']:.4f}",
-                )
+    out: list[dict] = []
+    for s in study_splits(args.dataset, settings):
+        group = duplicate_groups(BEIR / s.name)
+        qvecs = query_vectors(s.nexus, s.name, s.split, s.dataset.queries)
+        top = ceiling(s.dataset, group)
+        ceiling_row = {"variant": "ceiling", "ndcg_at_10": top}
+        record_split(out, s, ceiling_row, f"ceiling (judged copies first) nDCG@10 {top:.4f}")
+        for label, variant in variants(s.nexus, qvecs, settings).items():
+            run = ranked_run(s, variant)
+            m = score_run(run, s.dataset.qrels)
+            m["ndcg_at_10_collapsed"] = collapsed_ndcg(run, s.dataset, group)
+            record_split(
+                out,
+                s,
+                {"variant": label, **m},
+                f"{label:26} nDCG@10 {m['ndcg_at_10']:.4f}  "
+                f"collapsed {m['ndcg_at_10_collapsed']:.4f}  R@100 {m['recall_at_100']:.4f}",
+            )
     return save(out, args.json)
 
 

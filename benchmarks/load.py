@@ -10,11 +10,11 @@ failed request.
 
 Usage::
 
-    # serve an index in a child process and load it (the usual benchmark)
-    .venv/bin/python benchmarks/load.py --index benchmarks/data/django-index \\
+    # from the repository root: serve an index in a child process and load it
+    .venv/bin/python -m benchmarks.load --index benchmarks/data/django-index \\
         --clients 32 --duration 60 --json benchmarks/results/load.json
     # or load a server that is already running
-    .venv/bin/python benchmarks/load.py --url http://127.0.0.1:7860 --clients 8 --duration 10
+    .venv/bin/python -m benchmarks.load --url http://127.0.0.1:7860 --clients 8 --duration 10
 
 With ``--user`` and ``--password`` (or ``NEXUS_AUTH_USER`` / ``NEXUS_AUTH_PASSWORD``) every
 request carries basic auth.
@@ -29,22 +29,20 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.common import QUESTIONS_FILE, percentile, served_index
+
 ENDPOINTS = ("search", "ask")
-QUESTIONS_FILE = Path(__file__).parent / "questions.jsonl"
 
 
 @dataclass
@@ -73,17 +71,6 @@ class Summary:
     p99_ms: float | None
     max_ms: float | None
     error_samples: list[str]
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100) by linear interpolation between closest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summarize(stats: EndpointStats, seconds: float) -> Summary:
@@ -216,52 +203,6 @@ def load_questions(path: Path = QUESTIONS_FILE) -> list[str]:
     """The questions of a JSON-lines question set (its ``question`` field)."""
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line)["question"] for line in fh if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
-
-
-@contextmanager
-def served_index(index_dir: Path, *, startup_timeout: float = 180.0) -> Iterator[str]:
-    """Serve ``index_dir`` with ``app.py`` in a child process on a free loopback port (as it
-    is, without building); yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    feedback = Path(tempfile.mkdtemp()) / "feedback.jsonl"
-    command = [sys.executable, str(APP), "--index", str(index_dir), "--no-build"]
-    server = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port), "--feedback", str(feedback)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-        stdout=subprocess.DEVNULL,  # uvicorn's access log
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with code {server.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer within {startup_timeout:.0f}s")
-            try:
-                if httpx.get(f"{url}/api/health", timeout=2).status_code in (200, 401):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def rebuild_during(

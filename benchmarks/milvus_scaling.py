@@ -1,6 +1,6 @@
 """FAISS against Milvus (milvus-lite) at 100k+ vectors: build, latency, recall, memory.
 
-The vectors are the scaling benchmark's synthetic set (``benchmarks/scaling.py``: points
+The vectors are the scaling benchmark's synthetic set (``benchmarks.scaling``: points
 between real all-MiniLM-L6-v2 chunk vectors, shaped like them), read back from the exact index
 that benchmark keeps under ``benchmarks/data/scaling/<size>/exact.faiss`` (or the first
 ``size`` vectors of a larger set); the queries are its 403 real questions. Each store runs in
@@ -22,10 +22,10 @@ process's peak and final resident set (``VmHWM``, ``VmRSS``) minus what it held 
 building (the vectors themselves, read for both), and the size on disk of what the store
 wrote.
 
-Usage::
+Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/milvus_scaling.py --size 100000 --json OUT.json
-    .venv/bin/python benchmarks/milvus_scaling.py --size 300000 --queries 100 --json OUT.json
+    .venv/bin/python -m benchmarks.milvus_scaling --size 100000 --json OUT.json
+    .venv/bin/python -m benchmarks.milvus_scaling --size 300000 --queries 100 --json OUT.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "data" / "scaling"
+from benchmarks.common import WORK, percentile, recall, report, run_json
+
+SCALING = WORK / "scaling"  # what benchmarks.scaling keeps
 CANDIDATES = 100
 WORDS_PER_TEXT = 60
 VOCABULARY = 20_000
@@ -66,11 +66,13 @@ def load_vectors(size: int) -> np.ndarray:
     """The synthetic set of ``size`` vectors, or the first ``size`` of a larger one."""
     import faiss
 
-    kept = sorted(int(p.parent.name) for p in WORK.glob("*/exact.faiss") if p.parent.name.isdigit())
+    kept = sorted(
+        int(p.parent.name) for p in SCALING.glob("*/exact.faiss") if p.parent.name.isdigit()
+    )
     fits = [n for n in kept if n >= size]
     if not fits:
-        raise SystemExit(f"no synthetic set of {size}+ vectors; run benchmarks/scaling.py first")
-    path = WORK / str(fits[0]) / "exact.faiss"
+        raise SystemExit(f"no synthetic set of {size}+ vectors; run benchmarks.scaling first")
+    path = SCALING / str(fits[0]) / "exact.faiss"
     index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
     return np.asarray(index.reconstruct_n(0, size), dtype=np.float32)
 
@@ -96,19 +98,14 @@ def latencies(search: Any, queries: np.ndarray) -> tuple[list[float], np.ndarray
 
 
 def summary(times: list[float]) -> dict[str, float]:
-    q = statistics.quantiles(times, n=100, method="inclusive")
-    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(q[94], 2)}
-
-
-def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(set(f[:10]) & set(t[:10])) / 10 for f, t in zip(found, truth, strict=True)]
-    return round(float(np.mean(hits)), 4)
+    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(percentile(times, 95), 2)}
 
 
 def run_faiss(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str, Any]:
     import faiss
 
-    from assistant.store import FaissStore, KeywordIndex, resolve_index_type, search_params
+    from assistant.stores.keyword import KeywordIndex
+    from assistant.stores.vectors import FaissStore, resolve_index_type, search_params
 
     index_type = resolve_index_type("auto", len(vectors), 15_000)
     corpus = texts(len(vectors))
@@ -144,8 +141,9 @@ def keyword_queries(n: int) -> list[str]:
 
 
 def run_milvus(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str, Any]:
-    from assistant.chunking import Chunk
-    from assistant.milvus_store import MilvusCollection, milvus_index_spec
+    from assistant.ingest.chunking import Chunk
+    from assistant.stores.keyword import KeywordIndex
+    from assistant.stores.milvus import MilvusCollection, milvus_index_spec
 
     uri = out / "milvus.db"
     shutil.rmtree(uri, ignore_errors=True)
@@ -154,7 +152,8 @@ def run_milvus(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str,
     collection = MilvusCollection(str(uri), "scaling")
     corpus = texts(n)
     tick = time.perf_counter()
-    collection.create(vectors.shape[1], "synthetic", spec)
+    keyword = KeywordIndex.params  # analysed and scored as the app's default keyword index
+    collection.create(vectors.shape[1], "synthetic", spec, keyword)
     step = 50_000
     for start in range(0, n, step):
         chunks = [
@@ -162,14 +161,14 @@ def run_milvus(vectors: np.ndarray, queries: np.ndarray, out: Path) -> dict[str,
             for i in range(start, min(start + step, n))
         ]
         keys = np.arange(start, start + len(chunks), dtype=np.int64)
-        collection.upsert(keys, vectors[start : start + len(chunks)], chunks, {})
+        collection.upsert(keys, vectors[start : start + len(chunks)], chunks, keyword)
         print(
             f"upserted {start + len(chunks)} in {time.perf_counter() - tick:.0f}s",
             file=sys.stderr,
             flush=True,
         )
     upsert_s = time.perf_counter() - tick
-    collection.client.flush(collection.name)
+    collection.flush()
     collection.load()
     collection.search(queries[0], CANDIDATES, field="vector", params=spec.search)
     build_s = time.perf_counter() - tick
@@ -201,9 +200,9 @@ def run(store: str, size: int, n_queries: int) -> dict[str, Any]:
     import faiss
 
     vectors = load_vectors(size)
-    queries = np.load(WORK / "questions-403.npy")[:n_queries]
+    queries = np.load(SCALING / "questions-403.npy")[:n_queries]
     _, truth = faiss.knn(queries, vectors, CANDIDATES, metric=faiss.METRIC_INNER_PRODUCT)
-    out = WORK / str(size) / f"store-{store}"
+    out = SCALING / str(size) / f"store-{store}"
     out.mkdir(parents=True, exist_ok=True)
     before = status()
     result = (run_faiss if store == "faiss" else run_milvus)(vectors, queries, out)
@@ -213,7 +212,7 @@ def run(store: str, size: int, n_queries: int) -> dict[str, Any]:
         store=store,
         vectors=size,
         queries=len(queries),
-        recall_at_10=recall_at_10(found, truth),
+        recall_at_10=round(recall(found, truth, 10), 4),
         memory_mb={
             "vectors_and_libraries": before["VmRSS"],
             "peak_above_that": after["VmHWM"] - before["VmRSS"],
@@ -238,21 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for store in args.stores.split(","):
-        command = [sys.executable, __file__, "--size", str(args.size)]
-        done = subprocess.run(
-            [*command, "--queries", str(args.queries), "--one", store],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        command = [sys.executable, "-m", "benchmarks.milvus_scaling", "--size", str(args.size)]
+        rows.append(run_json([*command, "--queries", str(args.queries), "--one", store]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    report = {"vectors": args.size, "dim": 384, "cores": 2, "results": rows}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
+    report({"vectors": args.size, "dim": 384, "cores": 2, "results": rows}, args.json)
     return 0
 
 

@@ -11,7 +11,7 @@ default 15 %) and how much worse losing a good answer is than showing weak match
 (``--refusal-cost``, default 2). The chosen floor is then reported unchanged on the held-out
 set (benchmarks/questions-independent.jsonl).
 
-    .venv/bin/python benchmarks/no_answer.py --index index \\
+    .venv/bin/python -m benchmarks.no_answer --index index \\
         --json benchmarks/results/no_answer.json
 """
 
@@ -25,11 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from assistant import Assistant, Settings
-from assistant.conversation import contextual_query
 from assistant.evaluation import load_questions
-
-HERE = Path(__file__).parent
-
+from assistant.search.conversation import contextual_query
+from benchmarks.common import INDEPENDENT_QUESTIONS_FILE, QUESTIONS_FILE, shown
 
 Answerable = list[tuple[float, bool]]  # best cosine, whether a relevant document was shown
 
@@ -73,8 +71,8 @@ def rates(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", type=Path, default=Path("index"))
-    parser.add_argument("--tune", type=Path, default=HERE / "questions.jsonl")
-    parser.add_argument("--held-out", type=Path, default=HERE / "questions-independent.jsonl")
+    parser.add_argument("--tune", type=Path, default=QUESTIONS_FILE)
+    parser.add_argument("--held-out", type=Path, default=INDEPENDENT_QUESTIONS_FILE)
     parser.add_argument("--no-answer-share", type=float, default=0.15)
     parser.add_argument("--refusal-cost", type=float, default=2.0)
     parser.add_argument("--json", type=Path, help="Write the results here as well.")
@@ -91,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": nexus.manifest.encoder_name,
         "index_chunks": nexus.manifest.chunks,
-        "tune_set": {"file": str(args.tune), "answerable": len(tune[0]), "no_answer": len(tune[1])},
+        "tune_set": {
+            "file": shown(args.tune),
+            "answerable": len(tune[0]),
+            "no_answer": len(tune[1]),
+        },
         "held_out_set": {
-            "file": str(args.held_out),
+            "file": shown(args.held_out),
             "answerable": len(held[0]),
             "no_answer": len(held[1]),
         },

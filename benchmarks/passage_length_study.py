@@ -5,10 +5,10 @@ encoder) into ``benchmarks/data/passages/<name>-<tokens>-<overlap>``; builds are
 so a rerun embeds nothing. SciFact abstracts are longer than 256 word pieces more often than
 not, CoSQA functions rarely are, and our corpus has long sections: the three react to the
 size differently. Scored on the tuning splits only (nDCG@10, plain and with identical
-documents collapsed, see ``keyword_peak_study``) and on our question sets (MRR@10); the test
-splits are left alone unless a size is adopted.
+documents collapsed, see ``benchmarks.common.ndcg_both``) and on our question sets (MRR@10);
+the test splits are left alone unless a size is adopted.
 
-    python benchmarks/passage_length_study.py --dataset scifact:train --dataset cosqa:dev \\
+    python -m benchmarks.passage_length_study --dataset scifact:train --dataset cosqa:dev \\
         --chunks 256/32 --chunks 192/24 --chunks 128/16 \\
         --json benchmarks/results/passage_length_study.json
 """
@@ -19,30 +19,36 @@ import argparse
 import sys
 from pathlib import Path
 
-from fusion_study import DATA, DEPTH, WORK, chunk_sources, documents_of, record, save
-from keyword_peak_study import duplicate_groups, ndcg_both
-
 from assistant import Assistant, Settings
-from assistant.beir import load_beir
 from assistant.build import build_index
-from assistant.evaluation import (
-    build_beir_index,
-    evaluate_questions,
-    load_questions,
+from assistant.evaluation import build_beir_index, evaluate_questions, load_questions
+from assistant.ingest.beir import load_beir
+from assistant.search.fusion import fuse
+from benchmarks.common import (
+    BEIR,
+    DEPTH,
+    QUESTION_SETS,
+    ROOT,
+    WORK,
+    chunk_sources,
+    documents_of,
+    duplicate_groups,
+    ndcg_both,
+    record,
+    save,
+    study_query,
 )
-from assistant.retrieval import clean_query, fuse
 
-QUESTION_SETS = (Path("benchmarks/questions.jsonl"), Path("benchmarks/questions-independent.jsonl"))
 MODES = ("semantic", "keyword", "hybrid")
 
 
 def beir_scores(nexus: Assistant, name: str, split: str) -> dict[str, dict[str, float]]:
     """nDCG@10 per mode, plain and collapsed, over the app's own candidates and fusion."""
-    dataset = load_beir(DATA / name, split)
-    source_of, group = chunk_sources(nexus), duplicate_groups(DATA / name)
+    dataset = load_beir(BEIR / name, split)
+    source_of, group = chunk_sources(nexus), duplicate_groups(BEIR / name)
     runs: dict[str, dict] = {mode: {} for mode in MODES}
     for q in dataset.qrels:
-        c = nexus.candidates(clean_query(dataset.queries[q], 2000), DEPTH)
+        c = nexus.candidates(study_query(dataset.queries[q]), DEPTH)
         for mode in MODES:
             ranking = fuse(c, nexus.settings) if mode == "hybrid" else c.ranking(mode)
             runs[mode][q] = documents_of(ranking, source_of)
@@ -64,7 +70,7 @@ def main() -> int:
         for spec in args.dataset:
             name, split = spec.split(":")
             work = WORK / "passages" / f"{name}-{tokens}-{overlap}"
-            report = build_beir_index(DATA / name, work, settings=settings, progress=True)
+            report = build_beir_index(BEIR / name, work, settings=settings, progress=True)
             nexus = Assistant.load(work, settings=settings)
             for mode, m in beir_scores(nexus, name, split).items():
                 record(
@@ -75,7 +81,7 @@ def main() -> int:
                 )
                 out[-1]["chunks"] = report.chunks
         work = WORK / "passages" / f"corpus-{tokens}-{overlap}"
-        report = build_index("corpus", work, settings=settings, progress=True)
+        report = build_index(ROOT / "corpus", work, settings=settings, progress=True)
         nexus = Assistant.load(work, settings=settings)
         for path in QUESTION_SETS:
             scores = evaluate_questions(nexus, load_questions(path), "hybrid")

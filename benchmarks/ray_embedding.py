@@ -1,7 +1,7 @@
 """Embedding throughput in this process versus on a local Ray instance with 1 and 2 workers.
 
-The same seeded sample of Django chunks (``speed.django_texts``) is embedded by three variants
-on the same CPUs (two by default):
+The same seeded sample of Django chunks (``benchmarks.common.django_texts``) is embedded by
+three variants on the same CPUs (two by default):
 
 * ``local``: the encoder in this process, as ``nexus build`` runs it, on every core;
 * ``ray-1x<cpus>``: ``embed_on_ray`` with one worker holding every core;
@@ -13,9 +13,9 @@ that start-up alone, so the steady rate after it is also given. Variants take tu
 order rotating from round to round, and medians over the rounds are reported. The Ray
 instance itself is started once, before the clock.
 
-Usage (under the shared lock)::
+Usage (from the repository root, under the shared lock)::
 
-    flock /tmp/nexus-timing.lock .venv/bin/python benchmarks/ray_embedding.py \\
+    flock /tmp/nexus-timing.lock .venv/bin/python -m benchmarks.ray_embedding \\
         --chunks 64 --rounds 2 --json benchmarks/results/ray_embedding.json
 """
 
@@ -33,9 +33,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from django_docs import report
-from speed import BACKENDS, DJANGO_INDEX, django_texts
+from benchmarks.common import BACKENDS, DJANGO_INDEX, WORK, command_line, django_texts, report
 
 STARTUP_TEXTS = 8
 
@@ -55,7 +53,7 @@ def main() -> int:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--django-index", type=Path, default=DJANGO_INDEX)
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/data/ray"))
+    parser.add_argument("--work", type=Path, default=WORK / "ray")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,8 +63,8 @@ def main() -> int:
     import torch
 
     from assistant import Settings
-    from assistant.embedding import load_encoder, probe_vector
-    from assistant.ray_embedding import EncoderRecipe, embed_on_ray
+    from assistant.encoders import load_encoder, probe_vector
+    from assistant.encoders.ray import EncoderRecipe, embed_on_ray
 
     settings = Settings(backend=args.backend, index_dir=args.work, threads=args.cpus)
     torch.set_num_threads(args.cpus)
@@ -118,7 +116,7 @@ def main() -> int:
 
     base = statistics.median(seconds["local"])
     results: dict[str, Any] = {
-        "command": " ".join(sys.argv),
+        "command": command_line("benchmarks.ray_embedding"),
         "backend": args.backend,
         "cpus": args.cpus,
         "chunks": len(texts),

@@ -15,11 +15,11 @@ Every index is built with the store's own ``FaissStore.build`` and searched the 
 searches: one question at a time, for ``Settings().candidates`` (100) neighbours, one thread.
 Recall@10 compares the first ten of those with exact search.
 
-Usage::
+Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/scaling.py --size 100000 --json OUT.json
-    .venv/bin/python benchmarks/scaling.py load --size 100000 --json OUT.json
-    .venv/bin/python benchmarks/scaling.py open --index benchmarks/data/django-index
+    .venv/bin/python -m benchmarks.scaling --size 100000 --json OUT.json
+    .venv/bin/python -m benchmarks.scaling load --size 100000 --json OUT.json
+    .venv/bin/python -m benchmarks.scaling open --index benchmarks/data/django-index
 
 The first form builds and measures; it also keeps each index file under
 ``benchmarks/data/scaling/<size>/`` for the second, which times opening them in fresh
@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,14 +40,20 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from django_docs import QUESTIONS, report
+from benchmarks.common import (
+    DJANGO_INDEX,
+    DJANGO_QUESTIONS,
+    QUESTION_SETS,
+    WORK,
+    percentile,
+    recall,
+    report,
+    run_json,
+    shown,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "benchmarks" / "data"
-SOURCE_INDEX = DATA / "django-index"
-WORK = DATA / "scaling"
-QUESTION_FILES = ["questions.jsonl", "questions-independent.jsonl"]
+SOURCE_INDEX = DJANGO_INDEX
+SCALING = WORK / "scaling"
 DIM = 384
 NEIGHBOURS = 10  # a synthetic vector lies between a real one and one of these neighbours
 MIX = 0.5  # at most this far along the way to the neighbour
@@ -63,10 +68,16 @@ RAW_BYTES = 4 * DIM
 
 
 def real_vectors(index_dir: Path) -> np.ndarray:
-    from assistant.store import current_generation
+    from assistant.stores import open_index
 
-    generation = current_generation(index_dir)
-    return np.load(generation / "vectors.npy")
+    index = open_index(index_dir)
+    try:
+        vectors = index.stored_vectors()
+        if vectors is None:
+            raise SystemExit(f"{index_dir} keeps no vectors of its own (a Milvus replica)")
+        return np.array(vectors, dtype=np.float32)
+    finally:
+        index.close()
 
 
 def synthetic(real: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -108,16 +119,16 @@ def neighbour_cosines(vectors: np.ndarray, sample: int = 2000) -> dict[str, list
 
 def question_vectors() -> np.ndarray:
     """Real questions embedded with the default model; cached, as encoding needs the model."""
-    texts = list(QUESTIONS)
-    for name in QUESTION_FILES:
-        for line in (ROOT / "benchmarks" / name).read_text(encoding="utf-8").splitlines():
+    texts = list(DJANGO_QUESTIONS)
+    for path in QUESTION_SETS:
+        for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 texts.append(json.loads(line)["question"])
-    cache = WORK / f"questions-{len(texts)}.npy"
+    cache = SCALING / f"questions-{len(texts)}.npy"
     if cache.exists():
         return np.load(cache)
     from assistant import Settings
-    from assistant.embedding import load_encoder
+    from assistant.encoders import load_encoder
 
     vectors = load_encoder(Settings()).encode(texts, kind="query")
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -139,16 +150,6 @@ def candidates(n: int) -> list[tuple[str, str, list[dict[str, int]]]]:
         ("ivf-sq8", f"IVF{nlist},SQ8", sweeps),
         ("ivf-pq", f"IVF{nlist},PQ48", sweeps),
     ]
-
-
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    return float(
-        np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth, strict=True)])
-    )
 
 
 def time_queries(store: Any, queries: np.ndarray) -> tuple[list[float], np.ndarray]:
@@ -176,7 +177,7 @@ def build_hnsw_capped(vectors: np.ndarray, cap_s: float) -> tuple[Any, float, in
     """HNSW32 added in slices until done or ``cap_s`` passes: (store, seconds, vectors added)."""
     import faiss
 
-    from assistant.store import FaissStore
+    from assistant.stores.vectors import FaissStore
 
     index = faiss.index_factory(vectors.shape[1], "HNSW32", faiss.METRIC_INNER_PRODUCT)
     tick = time.perf_counter()
@@ -190,13 +191,13 @@ def build_hnsw_capped(vectors: np.ndarray, cap_s: float) -> tuple[Any, float, in
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import faiss
 
-    from assistant.store import FaissStore, search_params
+    from assistant.stores.vectors import FaissStore, search_params
 
     real = real_vectors(args.source)
     queries = question_vectors()
     vectors = real if args.real else synthetic(real, args.size, seed=args.size)
     n = len(vectors)
-    out_dir = WORK / ("real" if args.real else str(n))
+    out_dir = SCALING / ("real" if args.real else str(n))
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "vectors": n,
@@ -280,7 +281,7 @@ def mem():
     return {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
 
 import faiss
-from assistant.store import FaissStore
+from assistant.stores.vectors import FaissStore
 faiss.omp_set_num_threads(1)
 path, mode = sys.argv[1], sys.argv[2]
 queries = np.load(sys.argv[3])[: int(sys.argv[4])]
@@ -315,16 +316,16 @@ def mem():
     return {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "RssAnon")}
 
 import bm25s, faiss, sqlite3
-from assistant.store import open_index
-query = np.load(sys.argv[2])[:1]
+from assistant.stores import open_index
+query = np.load(sys.argv[2])[0]
 before = mem()
 tick = time.perf_counter()
 index = open_index(sys.argv[1], repair=False)
 open_s = time.perf_counter() - tick
 opened = mem()
 tick = time.perf_counter()
-_, ids = index.dense.search(query, 100)
-index.chunks([int(i) for i in ids[0][:5]])
+ids, _ = index.dense_search(query, 100)
+index.db.chunks([int(i) for i in ids[:5]])
 first_s = time.perf_counter() - tick
 print(json.dumps({
     "open_ms": round(open_s * 1000, 2),
@@ -337,18 +338,12 @@ print(json.dumps({
 
 def measure_open(args: argparse.Namespace) -> dict[str, Any]:
     """Open a whole index folder (``open_index``) in fresh processes, libraries pre-imported."""
-    queries = next(WORK.glob("questions-*.npy"))
+    queries = next(SCALING.glob("questions-*.npy"))
     runs = []
     for _ in range(args.repeat):
-        done = subprocess.run(
-            [sys.executable, "-c", _OPEN_PROBE, str(args.index), str(queries)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        runs.append(run_json([sys.executable, "-c", _OPEN_PROBE, str(args.index), str(queries)]))
     return {
-        "index": str(args.index),
+        "index": shown(args.index),
         "repeat": args.repeat,
         "median": {key: statistics.median(run[key] for run in runs) for key in runs[0]},
     }
@@ -360,8 +355,8 @@ def measure_loading(args: argparse.Namespace) -> dict[str, Any]:
     The files sit in the page cache (this run does not evict them, as that would disturb
     everything else on the machine), so the times are for a warm cache, a process restart.
     """
-    folder = WORK / ("real" if args.real else str(args.size))
-    queries = next(WORK.glob("questions-*.npy"))
+    folder = SCALING / ("real" if args.real else str(args.size))
+    queries = next(SCALING.glob("questions-*.npy"))
     nq = str(args.queries)
     rows = []
     for path in sorted(folder.glob("*.faiss")):
@@ -369,13 +364,8 @@ def measure_loading(args: argparse.Namespace) -> dict[str, Any]:
         for mode in ("full", "mmap"):
             runs = []
             for _ in range(args.repeat):
-                done = subprocess.run(
-                    [sys.executable, "-c", _LOAD_PROBE, str(path), mode, str(queries), nq],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                probe = [sys.executable, "-c", _LOAD_PROBE, str(path), mode, str(queries), nq]
+                runs.append(run_json(probe))
             row[mode] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)

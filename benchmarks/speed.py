@@ -15,10 +15,14 @@ Sections (``--only`` picks some; each writes its part of the JSON result):
 * ``rest``: ``GET /api/search`` round trips to a running server (``--url``), one client on one
   keep-alive connection, the same questions as ``query``.
 
-Usage (timed sections under the shared lock, one at a time)::
+Usage (from the repository root; timed sections under the shared lock, one at a time)::
 
-    flock /tmp/nexus-timing.lock .venv/bin/python benchmarks/speed.py --only throughput \\
+    flock /tmp/nexus-timing.lock .venv/bin/python -m benchmarks.speed --only throughput \\
         --json benchmarks/results/speed-throughput.json
+
+The Django index and docs come from ``benchmarks.django_docs`` (``--django-index``,
+``--django-docs``); SciFact from the shared BEIR folder beside the repository (``--scifact``,
+or ``NEXUS_SCIFACT``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -37,14 +40,22 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from django_docs import QUESTIONS, percentile, report
+from benchmarks.common import (
+    BACKENDS,
+    BEIR,
+    DJANGO_DOCS,
+    DJANGO_INDEX,
+    DJANGO_QUESTIONS,
+    WORK,
+    command_line,
+    django_texts,
+    percentile,
+    report,
+    run_json,
+)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-SCIFACT = Path(os.environ.get("NEXUS_SCIFACT", "../shared/benchmarks/scifact"))
-DJANGO_INDEX = Path("/work/main/benchmarks/data/django-index")
-DJANGO_DOCS = Path("/work/main/benchmarks/data/django-docs")
-# Varied questions beyond django_docs.QUESTIONS: short keywords, long questions, typos.
+SCIFACT = Path(os.environ.get("NEXUS_SCIFACT", BEIR / "scifact"))
+# Varied questions beyond common.DJANGO_QUESTIONS: short keywords, long questions, typos.
 MORE_QUESTIONS = [
     "how to define a ManyToManyField with a through model",
     "on_delete CASCADE vs PROTECT",
@@ -127,7 +138,7 @@ MORE_QUESTIONS = [
     "how do i handel file uplods",  # typos
     "migrashun conflicts merge",  # typos
 ]
-ALL_QUESTIONS = QUESTIONS + MORE_QUESTIONS
+ALL_QUESTIONS = DJANGO_QUESTIONS + MORE_QUESTIONS
 
 
 _TUNING: dict[str, int] = {}  # batch_size and threads from the command line
@@ -140,33 +151,9 @@ def _settings(backend: str, index_dir: Path) -> Any:
 
 
 def _encoders(backends: Sequence[str], cache: Path) -> dict[str, Any]:
-    from assistant.embedding import load_encoder
+    from assistant.encoders import load_encoder
 
     return {b: load_encoder(_settings(b, cache), cache_dir=cache / "encoders") for b in backends}
-
-
-def django_texts(index_dir: Path, n: int, *, as_built: bool = False) -> list[str]:
-    """``n`` chunk texts of the Django docs index, a seeded sample shared by the benchmarks.
-
-    ``as_built``: runs of 32 neighbours in the length order of the whole corpus, as a build
-    batches them (it sorts every text to embed by length), so the sample pads as little as a
-    full build does; a plain random sample pads far more, since its batches mix lengths.
-    """
-    from assistant.store import open_index
-
-    index = open_index(index_dir)
-    try:
-        rng = np.random.default_rng(0)
-        if not as_built:
-            ids = sorted(rng.choice(index.manifest.chunks, size=n, replace=False).tolist())
-            chunks = index.chunks(ids)
-            return [chunks[i].embed_text for i in ids]
-        chunks = index.chunks(list(range(index.manifest.chunks)))
-        ordered = sorted((c.embed_text for c in chunks.values()), key=len)
-        runs = rng.choice(len(ordered) // 32, size=n // 32, replace=False)
-        return [text for r in sorted(runs) for text in ordered[r * 32 : (r + 1) * 32]]
-    finally:
-        index.close()
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
@@ -218,9 +205,9 @@ def _ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
     return dcg / idcg if idcg else 0.0
 
 
-def _qrels(split: str) -> dict[str, dict[str, int]]:
+def _qrels(scifact: Path, split: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    lines = (SCIFACT / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    lines = (scifact / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
     for line in lines:
         query, doc, score = line.split("\t")
         if int(score) > 0:
@@ -230,14 +217,15 @@ def _qrels(split: str) -> dict[str, dict[str, int]]:
 
 def quality(args: argparse.Namespace) -> dict[str, Any]:
     """nDCG@10 on SciFact per backend; document vectors cached per encoder export."""
-    import assistant.onnx_encoder as onnx_encoder
+    from assistant.encoders import onnx as onnx_encoder
 
-    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open(encoding="utf-8")]
+    scifact = args.scifact
+    docs = [json.loads(line) for line in (scifact / "corpus.jsonl").open(encoding="utf-8")]
     queries = {
         q["_id"]: q["text"]
-        for q in map(json.loads, (SCIFACT / "queries.jsonl").open(encoding="utf-8"))
+        for q in map(json.loads, (scifact / "queries.jsonl").open(encoding="utf-8"))
     }
-    splits = {split: _qrels(split) for split in ("train", "test")}
+    splits = {split: _qrels(scifact, split) for split in ("train", "test")}
     if args.scifact_docs < len(docs):
         # Every judged abstract plus a seeded sample of the others: the same corpus for every
         # backend, so the nDCG deltas compare like with like (absolute values run higher).
@@ -293,11 +281,14 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
 
 def _copy_index(source: Path, target: Path) -> Path:
     """A writable copy of the served generation (encoder exports are cached beside it)."""
-    if not (target / "CURRENT").exists():
-        generation = (source / "CURRENT").read_text(encoding="utf-8").strip()
+    from assistant.stores import current_generation
+    from assistant.stores.generations import CURRENT
+
+    if not (target / CURRENT).exists():
+        generation = current_generation(source)
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source / generation, target / generation)
-        (target / "CURRENT").write_text(generation + "\n", encoding="utf-8")
+        shutil.copytree(generation, target / generation.name)
+        (target / CURRENT).write_text(generation.name + "\n", encoding="utf-8")
     return target
 
 
@@ -306,36 +297,38 @@ class _StoredVectors:
     document vectors looked up from an index already built with the same model."""
 
     def __init__(self, encoder: Any, vectors: dict[str, np.ndarray]) -> None:
-        self._encoder, self._vectors = encoder, vectors
+        self.encoder, self.vectors = encoder, vectors
         self.name, self.backend = encoder.name, encoder.backend
         self.dim, self.max_tokens = encoder.dim, encoder.max_tokens
         self.missing = 0
 
     def encode(self, texts: Sequence[str], *, kind: Any, progress: bool = False) -> np.ndarray:
-        if len(texts) == 1 and texts[0] not in self._vectors:
-            return np.asarray(self._encoder.encode(texts, kind=kind))  # the probe text
-        missing = [t for t in texts if t not in self._vectors]
+        if len(texts) == 1 and texts[0] not in self.vectors:
+            return np.asarray(self.encoder.encode(texts, kind=kind))  # the probe text
+        missing = [t for t in texts if t not in self.vectors]
         self.missing += len(missing)
         if missing:
-            for text, vector in zip(missing, self._encoder.encode(missing, kind=kind), strict=True):
-                self._vectors[text] = vector
-        return np.stack([self._vectors[t] for t in texts])
+            for text, vector in zip(missing, self.encoder.encode(missing, kind=kind), strict=True):
+                self.vectors[text] = vector
+        return np.stack([self.vectors[t] for t in texts])
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return list(self._encoder.count_tokens(texts))
+        return list(self.encoder.count_tokens(texts))
 
 
 def stages(args: argparse.Namespace) -> dict[str, Any]:
     """Every build stage but embedding, timed on a full build of the Django docs."""
     from assistant import Settings, build_index
-    from assistant.store import open_index
+    from assistant.stores import open_index
 
     index_dir = _copy_index(args.django_index, args.work / "django-index")
     backend = args.backends[-1]
     encoder = _encoders([backend], index_dir)[backend]
     index = open_index(index_dir)
-    chunks = index.chunks(list(range(index.manifest.chunks)))
-    stored = {chunks[i].embed_text: np.asarray(index.vectors[i]) for i in chunks}
+    ids = list(range(index.manifest.chunks))
+    chunks = index.db.chunks(ids)
+    vectors = index.vectors_of(ids)
+    stored = {chunks[i].embed_text: vectors[i] for i in ids}
     index.close()
     stand_in = _StoredVectors(encoder, stored)
     target = args.work / "django-stages-index"
@@ -420,15 +413,8 @@ def cold(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.cold_runs):
         for backend in backends:
             tick = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-c", _COLD, str(index_dir), backend],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
-            )
-            wall = time.perf_counter() - tick
-            runs[backend].append({**json.loads(out.stdout.splitlines()[-1]), "process_s": wall})
+            out = run_json([sys.executable, "-c", _COLD, str(index_dir), backend], env=env)
+            runs[backend].append({**out, "process_s": time.perf_counter() - tick})
     return {
         b: {key: round(statistics.median(r[key] for r in rs), 2) for key in rs[0]}
         for b, rs in runs.items()
@@ -483,10 +469,11 @@ def main() -> int:
         "--only", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "rest"]
     )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/data/speed"))
+    parser.add_argument("--work", type=Path, default=WORK / "speed")
     parser.add_argument("--django-index", type=Path, default=DJANGO_INDEX)
     parser.add_argument("--django-docs", type=Path, default=DJANGO_DOCS)
     parser.add_argument("--chunks", type=int, default=512, help="chunks for throughput")
+    parser.add_argument("--scifact", type=Path, default=SCIFACT, help="the BEIR SciFact folder")
     parser.add_argument("--scifact-docs", type=int, default=6000, help="corpus subset size")
     parser.add_argument(
         "--ffn-float-variant",
@@ -512,7 +499,7 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    results: dict[str, Any] = {"command": " ".join(sys.argv)}
+    results: dict[str, Any] = {"command": command_line("benchmarks.speed")}
     for name in args.only:
         tick = time.perf_counter()
         results[name] = SECTIONS[name](args)

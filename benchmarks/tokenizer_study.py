@@ -7,39 +7,40 @@ texts, searches every query (1,000 chunks, cached too) and re-fuses with the app
 query the best keyword hit matches (IDF mass of the query's terms found in it). Choose on
 the tuning split, read the test split only to report.
 
-    python benchmarks/tokenizer_study.py --dataset cosqa:dev:test --dataset scifact:train:test \\
+    python -m benchmarks.tokenizer_study --dataset cosqa:dev:test --dataset scifact:train:test \\
         --json benchmarks/results/tokenizer_study.json
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 import sys
 from collections.abc import Callable
 
 import numpy as np
-from fusion_study import (
-    DATA,
-    DEPTH,
-    WORK,
-    cached_candidates,
-    chunk_sources,
-    documents_of,
-    record,
-    save,
-    study_arguments,
-)
 from tqdm import tqdm
 
 from assistant import Assistant, Settings
-from assistant.beir import load_beir
 from assistant.evaluation import score_run
-from assistant.retrieval import Candidates, clean_query, score_fusion
-from assistant.store import KeywordIndex
+from assistant.search.fusion import Candidates
+from assistant.stores.keyword import KeywordIndex
+from benchmarks.common import (
+    DEPTH,
+    WORK,
+    Ranking,
+    load_lists,
+    ranked_run,
+    record_split,
+    save,
+    save_lists,
+    study_arguments,
+    study_query,
+    study_splits,
+    weighted_fusion,
+)
 
-TOKENIZERS = {"words": False, "identifiers": True}
-Fusion = Callable[[Candidates, float], list[tuple[int, float]]]
+TOKENIZERS = {"words": "none", "identifiers": "all"}  # Settings.split_identifiers
+Fusion = Callable[[Candidates, float], Ranking]
 
 
 def matched_idf_share(keyword: KeywordIndex, query: str, top: int | None) -> float:
@@ -65,37 +66,31 @@ def matched_idf_share(keyword: KeywordIndex, query: str, top: int | None) -> flo
 def keyword_candidates(
     nexus: Assistant, name: str, split: str, tokenizer: str, queries: dict[str, str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-    """(ids, scores, matched IDF share) per query for one tokenization, cached."""
-    path = WORK / "fusion" / f"{name}-{split}-bm25-{tokenizer}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    params = {**KeywordIndex.params, "split_identifiers": TOKENIZERS[tokenizer]}
-    keyword = KeywordIndex.build(nexus.index.embed_texts(), params)
-    found = {}
-    for qid, text in tqdm(queries.items(), desc=f"{name} {split} {tokenizer}", unit="query"):
-        query = clean_query(text, 2000)
-        ids, scores = keyword.search(query, DEPTH)
-        share = matched_idf_share(keyword, query, int(ids[0]) if len(ids) else None)
-        found[qid] = (ids, scores, share)
-    path.write_bytes(pickle.dumps(found))
-    return found
+    """(ids, scores, matched IDF share) per query for one tokenization, cached as ``.npz``."""
+    path = WORK / "fusion" / f"{name}-{split}-bm25-{tokenizer}.npz"
+    if not path.exists():
+        params = {**KeywordIndex.params, "split_identifiers": TOKENIZERS[tokenizer]}
+        keyword = KeywordIndex.build(nexus.index.db.embed_texts(), params)
+        rows = {}
+        for qid, text in tqdm(queries.items(), desc=f"{name} {split} {tokenizer}", unit="query"):
+            query = study_query(text)
+            ids, scores = keyword.search(query, DEPTH)
+            share = matched_idf_share(keyword, query, int(ids[0]) if len(ids) else None)
+            rows[qid] = {"ids": ids, "scores": scores, "share": share}
+        save_lists(path, rows)
+    return {q: (r["ids"], r["scores"], r["share"]) for q, r in load_lists(path).items()}
 
 
 def variants() -> dict[str, Fusion]:
     def zscore(wk: float) -> Fusion:
-        return lambda c, share: score_fusion(
-            [(c.dense_ids, c.dense_scores), (c.keyword_ids, c.keyword_scores)], [1 - wk, wk]
-        )
+        return lambda c, share: weighted_fusion(c, wk)
 
     def adaptive(wk: float, floor: float) -> Fusion:
         """Keyword weight wk when the best keyword hit holds the whole query, scaled down
         to ``floor`` × wk as the matched share falls to zero."""
 
-        def run(c: Candidates, share: float) -> list[tuple[int, float]]:
-            w = wk * (floor + (1 - floor) * share)
-            return score_fusion(
-                [(c.dense_ids, c.dense_scores), (c.keyword_ids, c.keyword_scores)], [1 - w, w]
-            )
+        def run(c: Candidates, share: float) -> Ranking:
+            return weighted_fusion(c, wk * (floor + (1 - floor) * share))
 
         return run
 
@@ -111,32 +106,33 @@ def variants() -> dict[str, Fusion]:
     return table
 
 
+def with_keyword(
+    fusion: Fusion, keyword: dict[str, tuple[np.ndarray, np.ndarray, float]]
+) -> Callable[[str, Candidates], Ranking]:
+    """``fusion`` of a query's cached dense list with its list from this tokenization."""
+
+    def rank(q: str, d: Candidates) -> Ranking:
+        ids, scores, share = keyword[q]
+        return fusion(Candidates(None, d.dense_ids, d.dense_scores, ids, scores), share)
+
+    return rank
+
+
 def main() -> int:
     args = study_arguments(__doc__)
-    out = []
-    for spec in args.dataset:
-        name, *splits = spec.split(":")
-        nexus = Assistant.load(WORK / "beir" / f"{name}-index", settings=Settings())
-        source_of = chunk_sources(nexus)
-        for split in splits:
-            dataset = load_beir(DATA / name, split)
-            dense = cached_candidates(nexus, name, split, dataset.queries)
-            for tokenizer in TOKENIZERS:
-                keyword = keyword_candidates(nexus, name, split, tokenizer, dataset.queries)
-                for label, fusion in variants().items():
-                    run = {}
-                    for q, d in dense.items():
-                        ids, scores, share = keyword[q]
-                        c = Candidates(None, d.dense_ids, d.dense_scores, ids, scores)
-                        run[q] = documents_of(fusion(c, share), source_of)
-                    m = score_run(run, dataset.qrels)
-                    row = {"dataset": name, "split": split, "tokenizer": tokenizer}
-                    record(
-                        out,
-                        {**row, "variant": label, **m},
-                        f"{name:8} {split:5} {tokenizer:11} {label:28} "
-                        f"nDCG@10 {m['ndcg_at_10']:.4f}  R@100 {m['recall_at_100']:.4f}",
-                    )
+    out: list[dict] = []
+    for s in study_splits(args.dataset, Settings()):
+        for tokenizer in TOKENIZERS:
+            keyword = keyword_candidates(s.nexus, s.name, s.split, tokenizer, s.dataset.queries)
+            for label, fusion in variants().items():
+                m = score_run(ranked_run(s, with_keyword(fusion, keyword)), s.dataset.qrels)
+                record_split(
+                    out,
+                    s,
+                    {"tokenizer": tokenizer, "variant": label, **m},
+                    f"{tokenizer:11} {label:28} "
+                    f"nDCG@10 {m['ndcg_at_10']:.4f}  R@100 {m['recall_at_100']:.4f}",
+                )
     return save(out, args.json)
 
 

@@ -61,8 +61,8 @@ CHECK_TEXTS = (
     "def handler(request):\n    return JsonResponse({'ok': True}, status=201)",
     " ".join(["Connection pooling keeps database sockets open between requests."] * 40),
 )
-# An fp32 export matches PyTorch to float rounding. int8 moves vectors a little (lowest
-# cosine about 0.98 on these texts, see benchmarks/RESULTS.md); a broken quantization far more.
+# An fp32 export matches PyTorch to float rounding. int8 moves vectors a little (lowest cosine
+# about 0.98 on these texts, see benchmarks/studies/backends.md); a broken quantization far more.
 _CHECK_COSINE = {"onnx": 0.9999, "onnx-int8": 0.95}
 
 
@@ -466,7 +466,7 @@ def _fuse(source: Path, target: Path, config: Any) -> None:
     """ONNX Runtime's transformer fusions: attention, layer norms and GELU as single kernels.
 
     The fused graph computes the same vectors with fewer passes over memory (measured in
-    benchmarks/RESULTS.md). A graph the fusions do not recognize is kept as exported.
+    benchmarks/studies/backends.md). A graph the fusions do not recognize is kept as exported.
     """
     from onnxruntime.transformers import optimizer
 

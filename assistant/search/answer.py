@@ -32,7 +32,7 @@ __all__ = [
 
 # Lowest cosine between question and best passage that still counts as an answer, per model.
 # Calibrated on benchmarks/questions.jsonl (answerable vs no-answer questions) and checked on
-# benchmarks/questions-independent.jsonl; see benchmarks/RESULTS.md ("Knowing when to say no").
+# benchmarks/questions-independent.jsonl; see benchmarks/studies/no-answer.md.
 RELEVANCE_FLOORS: dict[str, float] = {"all-MiniLM-L6-v2": 0.43}
 
 ANSWER_SENTENCES = 3

@@ -5,7 +5,7 @@ it continues the previous question (it opens with a connective, points back at s
 carries almost no subject of its own), the previous question is folded into the query that is
 searched. A message that stands on its own is searched as typed, so a change of topic is not
 polluted: folding an unrelated question costs far more than a missed fold (see the
-conversation section of ``benchmarks/RESULTS.md``).
+``benchmarks/studies/conversation.md``).
 """
 
 from __future__ import annotations

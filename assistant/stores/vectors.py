@@ -61,7 +61,7 @@ class VectorStore(Protocol):
 def resolve_index_type(requested: str, n_vectors: int, exact_limit: int) -> str:
     """The FAISS factory string for ``requested``; ``auto`` follows corpus size.
 
-    Measured in ``benchmarks/scaling.py`` (see RESULTS.md, "Scaling the dense index"): one
+    Measured by ``python -m benchmarks.scaling`` (``benchmarks/studies/scaling.md``): one
     exact pass costs 1.7 ms at 10k vectors, 8.5 ms at 20k and 37 ms at 100k, so exact search
     stops at ``exact_limit``. Above it an inverted file of about sqrt(n) lists of 8-bit codes
     keeps recall@10 at 0.95 or more up to 1M vectors with queries of 0.4-4 ms, builds 6x
