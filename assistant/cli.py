@@ -374,6 +374,7 @@ def evaluate(
     """
     from .evaluation import (
         build_beir_index,
+        evaluate_answers,
         evaluate_beir,
         evaluate_conversation,
         evaluate_questions,
@@ -382,6 +383,7 @@ def evaluate(
         plot_beir,
     )
     from .ingest.beir import load_beir
+    from .search.answer import relevance_floor
     from .search.assistant import Assistant
 
     settings = _settings(index_dir=index_dir, backend=backend, store=store, milvus_uri=milvus_uri)
@@ -397,7 +399,14 @@ def evaluate(
                 for mode in modes:
                     scores = evaluate_questions(nexus, qs, mode)
                     talk = evaluate_conversation(nexus, qs, mode)
-                    row = {"file": str(path), **asdict(scores), "conversation": asdict(talk)}
+                    floor = relevance_floor(nexus.manifest.encoder_name)
+                    answers = evaluate_answers(nexus, qs, mode, min_relevance=floor)
+                    row = {
+                        "file": str(path),
+                        **asdict(scores),
+                        "conversation": asdict(talk),
+                        "answers": asdict(answers),
+                    }
                     row["keyword"] = nexus.index.manifest.keyword  # the BM25 it was built with
                     report["questions"].append(row)
                     _show_questions(row, as_json)
@@ -450,14 +459,21 @@ def _show_questions(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _echo_json(row)
         return
-    hit = row["hit_at"]
+    hit, passage = row["hit_at"], row["passage_hit_at"]
     follow, change = row["conversation"]["follow_ups"], row["conversation"]["topic_changes"]
+    answers = row["answers"]
     click.echo(
-        f"{row['file']}  {row['mode']:<8} {row['questions']:>4} questions  hit@1 {hit[1]:.3f}  "
-        f"hit@3 {hit[3]:.3f}  hit@10 {hit[10]:.3f}  MRR@10 {row['mrr_at_10']:.3f}  |  "
-        f"follow-ups ({follow['questions']}) MRR@10 alone {follow['alone']['mrr@10']:.3f}, "
+        f"{row['file']}  {row['mode']:<8} {row['questions']:>4} questions\n"
+        f"  documents  hit@1 {hit[1]:.3f}  hit@3 {hit[3]:.3f}  hit@5 {hit[5]:.3f}  "
+        f"hit@10 {hit[10]:.3f}  MRR@10 {row['mrr_at_10']:.3f}\n"
+        f"  passages   hit@1 {passage[1]:.3f}  hit@3 {passage[3]:.3f}  hit@5 {passage[5]:.3f}  "
+        f"hit@10 {passage[10]:.3f}  MRR@10 {row['passage_mrr_at_10']:.3f}\n"
+        f"  follow-ups ({follow['questions']}) MRR@10 alone {follow['alone']['mrr@10']:.3f}, "
         f"in chat {follow['with_context']['mrr@10']:.3f}  |  topic changes ({change['questions']}) "
-        f"alone {change['alone']['mrr@10']:.3f}, in chat {change['with_context']['mrr@10']:.3f}"
+        f"alone {change['alone']['mrr@10']:.3f}, in chat {change['with_context']['mrr@10']:.3f}\n"
+        f"  answers    key term quoted {answers['quoted']:.3f}  refused "
+        f"{len(answers['refused_answerable'])} of {answers['questions']} answerable, answered "
+        f"{len(answers['answered_no_answer'])} of {answers['no_answer']} without an answer"
     )
 
 

@@ -2,11 +2,19 @@
 
 A question set is JSON lines, one question each::
 
-    {"id": "data-01", "question": "...", "relevant": ["concepts/x.md"], "kind": "direct"}
+    {"id": "data-01", "question": "...", "relevant": ["concepts/x.md"], "kind": "direct",
+     "terms": ["select_for_update"]}
 
 ``kind`` is ``direct``, ``vague``, ``follow-up`` (with ``previous``, the question it leans on)
-or ``no-answer`` (``relevant`` empty). A question counts as answered at rank r when the r-th
-distinct document among the hits is one of its relevant documents.
+or ``no-answer`` (``relevant`` empty). Two rankings are scored:
+
+- documents: a question counts as answered at rank r when the r-th distinct document among
+  the hits is one of its relevant documents;
+- passages: the r-th passage answers when it comes from a relevant document and, if the
+  question names key ``terms``, its heading path or text holds one of them (ignoring case).
+
+:func:`evaluate_answers` scores the chat's cited answer the same way: whether a quoted
+sentence from a relevant document holds a key term, and which questions are refused.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +35,12 @@ from .config import SearchMode, Settings
 from .encoders import Encoder
 from .errors import ConfigError, MissingDependencyError, QueryError
 from .ingest.beir import BeirDataset, read_beir_documents
-from .search.assistant import Assistant
+from .search.assistant import Assistant, Hit
 from .search.conversation import contextual_query
 
 __all__ = [
     "PUBLISHED_NDCG10",
+    "AnswerScores",
     "BeirScores",
     "ConversationScores",
     "Question",
@@ -39,6 +48,7 @@ __all__ = [
     "beir_run",
     "build_beir_index",
     "document_run",
+    "evaluate_answers",
     "evaluate_beir",
     "evaluate_conversation",
     "evaluate_questions",
@@ -49,7 +59,7 @@ __all__ = [
     "trec_order",
 ]
 
-CUTOFFS = (1, 3, 10)
+CUTOFFS = (1, 3, 5, 10)
 
 
 @dataclass(frozen=True)
@@ -59,11 +69,21 @@ class Question:
     relevant: tuple[str, ...]
     kind: str = "direct"
     previous: str | None = None
+    terms: tuple[str, ...] = ()
+
+    def answered_by(self, source: str, heading_path: str, text: str) -> bool:
+        """Whether a passage answers: from a relevant document, with a key term if any."""
+        if source not in self.relevant:
+            return False
+        where = f"{heading_path}\n{text}".casefold()
+        return not self.terms or any(term.casefold() in where for term in self.terms)
 
 
 @dataclass(frozen=True)
 class QuestionScores:
-    """Averages over answerable questions; ``top_score_*`` compare answerable vs no-answer."""
+    """Averages over answerable questions: the document ranking (``hit_at``, ``mrr_at_10``)
+    and the passage ranking (``passage_hit_at``, ``passage_mrr_at_10``; see the module
+    docstring). ``misses`` are the ids whose first answering passage is below rank 10."""
 
     mode: str
     questions: int
@@ -71,6 +91,8 @@ class QuestionScores:
     mrr_at_10: float
     by_kind: dict[str, dict[str, float]]
     misses: list[str]
+    passage_hit_at: dict[int, float] = field(default_factory=dict)
+    passage_mrr_at_10: float = 0.0
 
 
 def load_questions(path: str | Path) -> list[Question]:
@@ -92,6 +114,7 @@ def load_questions(path: str | Path) -> list[Question]:
                     relevant=tuple(data["relevant"]),
                     kind=data.get("kind", "direct"),
                     previous=data.get("previous"),
+                    terms=tuple(data.get("terms") or ()),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -112,14 +135,24 @@ def reciprocal_rank(ranking: Sequence[str], relevant: Iterable[str], cutoff: int
     return 0.0
 
 
+def first_answering_rank(hits: Sequence[Hit], question: Question, cutoff: int = 10) -> int | None:
+    """The rank of the first passage among ``hits[:cutoff]`` that answers ``question``."""
+    for hit in hits[:cutoff]:
+        if question.answered_by(hit.source, hit.heading_path, hit.text):
+            return hit.rank
+    return None
+
+
 def evaluate_questions(
     nexus: Assistant, questions: Sequence[Question], mode: SearchMode = "hybrid"
 ) -> QuestionScores:
-    """Search every answerable question (alone, as typed) and score the document ranking."""
+    """Search every answerable question (alone, as typed) and score both rankings."""
     answerable = [q for q in questions if q.relevant]
     per_kind: dict[str, list[float]] = {}
     hits_at: dict[int, list[float]] = {c: [] for c in CUTOFFS}
+    passages_at: dict[int, list[float]] = {c: [] for c in CUTOFFS}
     rr: list[float] = []
+    passage_rr: list[float] = []
     misses: list[str] = []
     for q in answerable:
         hits = nexus.search(q.question, k=30, mode=mode)
@@ -127,9 +160,12 @@ def evaluate_questions(
         score = reciprocal_rank(ranking, q.relevant)
         rr.append(score)
         per_kind.setdefault(q.kind, []).append(score)
+        first = first_answering_rank(hits, q)
+        passage_rr.append(1.0 / first if first else 0.0)
         for cutoff in CUTOFFS:
             hits_at[cutoff].append(float(bool(set(ranking[:cutoff]) & set(q.relevant))))
-        if score == 0.0:
+            passages_at[cutoff].append(float(first is not None and first <= cutoff))
+        if first is None:
             misses.append(q.id)
     n = max(len(answerable), 1)
     return QuestionScores(
@@ -142,6 +178,63 @@ def evaluate_questions(
             for kind, v in sorted(per_kind.items())
         },
         misses=misses,
+        passage_hit_at={c: round(sum(v) / n, 4) for c, v in passages_at.items()},
+        passage_mrr_at_10=round(sum(passage_rr) / n, 4),
+    )
+
+
+@dataclass(frozen=True)
+class AnswerScores:
+    """How the chat's cited answer does on a question set (see :func:`evaluate_answers`).
+
+    ``quoted``: share of answerable questions whose answer quotes, from a passage of a
+    relevant document, a sentence holding a key term (or, without terms, any sentence from a
+    relevant document). ``refused_answerable`` lists answerable questions answered "nothing
+    relevant"; ``answered_no_answer`` lists no-answer questions that got an answer.
+    """
+
+    questions: int
+    no_answer: int
+    quoted: float
+    refused_answerable: list[str]
+    answered_no_answer: list[str]
+
+
+def evaluate_answers(
+    nexus: Assistant,
+    questions: Sequence[Question],
+    mode: SearchMode = "hybrid",
+    *,
+    min_relevance: float | None = None,
+) -> AnswerScores:
+    """Ask every standalone question as the chat does, with the relevance floor the app
+    uses, and score the cited answers."""
+    from .search.answer import respond
+
+    standalone = [q for q in questions if not q.previous]
+    answerable = [q for q in standalone if q.relevant]
+    quoted, refused, wrongly_answered = 0, [], []
+    for q in standalone:
+        reply = respond(nexus, q.question, mode=mode, min_relevance=min_relevance)
+        if not q.relevant:
+            if reply.answered:
+                wrongly_answered.append(q.id)
+            continue
+        if not reply.answered:
+            refused.append(q.id)
+            continue
+        cited = {hit.rank: hit for hit in reply.hits}
+        quoted += any(
+            q.answered_by(cited[s.citation].source, "", s.text)
+            for s in reply.answer
+            if s.citation in cited
+        )
+    return AnswerScores(
+        questions=len(answerable),
+        no_answer=len(standalone) - len(answerable),
+        quoted=round(quoted / max(len(answerable), 1), 4),
+        refused_answerable=refused,
+        answered_no_answer=wrongly_answered,
     )
 
 

@@ -163,3 +163,44 @@ def test_eval_command_writes_json_and_a_plot(
     assert report["beir"][0]["keyword"]["split_identifiers"] == "none"  # the BM25 it ranked with
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "beir_mini test  keyword" in capsys.readouterr().out
+
+
+def test_a_passage_counts_only_from_a_right_file_and_holding_a_key_term(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings: Settings, tmp_path: Path
+) -> None:
+    from assistant import build_index
+    from assistant.evaluation import evaluate_answers, evaluate_questions
+
+    build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    nexus = Assistant.load(index_dir, settings=settings, encoder=encoder)
+    rows = [
+        {  # the right file is first, but its first passage lacks the term
+            "id": "lock",
+            "question": "optimistic locking lost update",
+            "relevant": ["guides/locking.md"],
+            "terms": ["WHERE id = 7"],
+        },
+        {
+            "id": "plain",
+            "question": "optimistic locking lost update",
+            "relevant": ["guides/locking.md"],
+        },
+        {
+            "id": "none",
+            "question": "quantum chromodynamics lattice",
+            "relevant": [],
+            "kind": "no-answer",
+        },
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    questions = load_questions(path)
+    scores = evaluate_questions(nexus, questions, "keyword")
+    assert scores.hit_at[1] == 1.0  # both find the right document first
+    assert scores.passage_hit_at[1] == 0.5  # but only "plain" is answered by the first passage
+    assert 0.5 < scores.passage_mrr_at_10 < 1.0 and scores.misses == []
+
+    answers = evaluate_answers(nexus, questions, "keyword")
+    assert (answers.questions, answers.no_answer) == (2, 1)
+    assert answers.quoted == 0.5  # answers quote locking.md, but never its SQL
+    assert answers.refused_answerable == []
