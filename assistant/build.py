@@ -23,10 +23,12 @@ from .config import Settings
 from .encoders import Encoder, encoder_mismatch, load_encoder, probe_vector
 from .errors import AssistantError, EmptyCorpusError, IndexNotFoundError
 from .ingest.chunking import Chunk, chunk_document
-from .ingest.documents import Document, SkipFile
+from .ingest.documents import Document
 from .ingest.files import Skipped, discover, read_files
-from .ingest.readers import parse
+from .ingest.parsing import parse_files, worker_count
+from .ingest.readers import READER_VERSIONS
 from .stores import (
+    CorpusRecord,
     IndexReader,
     StoredDocument,
     open_index,
@@ -147,13 +149,15 @@ def _previous_index(
 @dataclass
 class _Collected:
     """Documents and chunks of this build; ``reuse[i]`` is chunk i's vector id in the previous
-    index, or None when the chunk must be embedded."""
+    index, or None when the chunk must be embedded. ``includes`` records, per document, the
+    files it included and their hashes."""
 
     documents: list[StoredDocument] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
     reuse: list[int | None] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    includes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def skip(self, source: str, reason: str) -> None:
         # A file name that is not valid UTF-8 is shown with its odd bytes escaped, so reports
@@ -162,14 +166,18 @@ class _Collected:
         self.skipped.append((source, reason))
         log.warning("skipped %s: %s", source, reason)
 
+    def record(self) -> CorpusRecord:
+        return CorpusRecord(self.includes, tuple(self.skipped))
+
 
 @dataclass(frozen=True)
 class _Incoming:
-    """A document about to be collected: parsed only if it cannot be reused."""
+    """A corpus file read and hashed (``path``), or a document parsed elsewhere (``document``)."""
 
     source: str
     sha256: str
-    parse: Callable[[], Document]
+    path: Path | None = None
+    document: Document | None = None
 
 
 def _read(
@@ -184,61 +192,113 @@ def _read(
         if isinstance(item, Skipped):
             out.skip(item.source, item.reason)
         else:
-            yield _Incoming(item.source, item.sha256, partial(parse, item))
+            yield _Incoming(item.source, item.sha256, path=item.path)
 
 
 def _given(documents: Iterable[Document]) -> Iterator[_Incoming]:
     for doc in documents:
-        yield _Incoming(doc.source, doc.sha256, partial(lambda d: d, doc))
+        yield _Incoming(doc.source, doc.sha256, document=doc)
+
+
+class _FileHashes:
+    """Content hashes of corpus files by relative path, read once per build ("" if missing)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._known: dict[str, str] = {}
+
+    def of(self, source: str) -> str:
+        if source not in self._known:
+            try:
+                data = (self.root / source).read_bytes()
+                self._known[source] = hashlib.sha256(data).hexdigest()
+            except OSError:
+                self._known[source] = ""
+        return self._known[source]
+
+    def unchanged(self, recorded: dict[str, str]) -> bool:
+        return all(self.of(path) == digest for path, digest in recorded.items())
+
+
+def _current_reader(stored: StoredDocument, readers_then: dict[str, int]) -> bool:
+    """Whether the reader that made ``stored`` is the one this version would use."""
+    return readers_then.get(stored.format, 1) == READER_VERSIONS.get(stored.format, 1)
 
 
 def _collect(
     incoming: Iterable[_Incoming],
     out: _Collected,
     *,
+    corpus_dir: Path,
+    max_bytes: int,
     encoder: Encoder,
     chunking: dict[str, int],
     previous: _Previous | None,
     watch: _Stopwatch,
     progress: bool,
-    total: int | None,
 ) -> None:
-    """Reuse unchanged documents whole; parse and chunk the others."""
+    """Reuse unchanged documents whole; parse and chunk the others.
+
+    First every file is read and hashed, which decides what can be reused; then the rest are
+    parsed (in worker processes when there are many, see :mod:`assistant.ingest.parsing`) and
+    chunked, in corpus order.
+    """
     with watch("reuse"):
         db = previous.index.db if previous else None
         reusable_docs = {d.source: d for d in db.documents()} if db else {}
         reusable_rows = db.chunk_rows_by_source() if db else {}
         vector_of_key = db.ids_by_key() if db else {}
+        old_includes = db.record().includes if db else {}
+        readers_then = previous.index.manifest.readers if previous else {}
         same_chunking = previous is not None and previous.index.manifest.chunking == chunking
     if previous is not None and not same_chunking:
         log.info("chunking settings changed; unchanged chunk texts still reuse their vectors")
+    hashes = _FileHashes(corpus_dir)
+
+    def reusable(item: _Incoming) -> StoredDocument | None:
+        old = reusable_docs.get(item.source)
+        if old is None or not same_chunking or old.sha256 != item.sha256:
+            return None
+        if not _current_reader(old, readers_then):
+            return None
+        return old if hashes.unchanged(old_includes.get(item.source, {})) else None
+
+    plan = [(item, reusable(item)) for item in incoming]
+    to_parse = [item.path for item, old in plan if old is None and item.path is not None]
+    parsed = parse_files(corpus_dir, to_parse, max_bytes=max_bytes, workers=worker_count(to_parse))
 
     def count_tokens(texts: Sequence[str]) -> list[int]:
         with watch("tokenize"):
             return encoder.count_tokens(texts)
 
-    for item in tqdm(incoming, desc="Reading", unit="doc", total=total, disable=not progress):
-        old = reusable_docs.get(item.source)
-        if db is not None and same_chunking and old is not None and old.sha256 == item.sha256:
+    for item, old in tqdm(plan, desc="Reading", unit="doc", disable=not progress):
+        if db is not None and old is not None:
             with watch("reuse"):
                 rows = reusable_rows.get(item.source, [])
                 reused = db.chunks(rows)
                 out.documents.append(old)
                 out.chunks.extend(reused[r] for r in rows)
                 out.reuse.extend(rows)
+                if item.source in old_includes:
+                    out.includes[item.source] = old_includes[item.source]
             continue
-        try:
+        if item.document is not None:
+            doc = item.document
+        else:
             with watch("parse"):
-                doc = item.parse()
-        except SkipFile as exc:
-            out.skip(item.source, str(exc))
-            continue
+                result = next(parsed)
+            if isinstance(result, Skipped):
+                out.skip(result.source, result.reason)
+                continue
+            doc = result
         for message in doc.warnings:
             out.warnings.append((doc.source, message))
             log.warning("%s: %s", doc.source, message)
         out.documents.append(
             StoredDocument(doc.source, doc.title, doc.format, doc.category, doc.sha256, doc.text)
         )
+        if doc.includes:
+            out.includes[doc.source] = {path: hashes.of(path) for path in doc.includes}
         tokenizing_before = watch.seconds.get("tokenize", 0.0)
         tick = time.perf_counter()
         new_chunks = chunk_document(
@@ -347,12 +407,13 @@ def build_index(
         _collect(
             incoming,
             collected,
+            corpus_dir=corpus_dir,
+            max_bytes=settings.max_file_bytes,
             encoder=encoder,
             chunking=chunking,
             previous=previous,
             watch=watch,
             progress=progress,
-            total=len(paths) if documents is None else None,
         )
         for folder, reason in unreadable:
             collected.skip(folder + "/", reason)
@@ -383,6 +444,7 @@ def build_index(
             chunks=chunks,
             vectors=vectors,
             prepared=prepared,
+            record=collected.record(),
             manifest={
                 "encoder": {
                     "name": encoder.name,
@@ -403,6 +465,7 @@ def build_index(
                 "documents": len(stored),
                 "chunks": len(chunks),
                 "skipped": len(collected.skipped),
+                "readers": READER_VERSIONS,
             },
         )
         store.finish()
@@ -426,15 +489,20 @@ def build_index(
 
 @dataclass(frozen=True)
 class CorpusChanges:
-    """How a corpus folder differs from what an index was built from (sources, sorted)."""
+    """How a corpus folder differs from what an index was built from (sources, sorted).
+
+    ``modified`` counts a document whose file or any file it includes changed; ``outdated``
+    lists unchanged documents that a newer reader of their format would read differently.
+    """
 
     added: list[str]
     modified: list[str]
     removed: list[str]
+    outdated: list[str] = field(default_factory=list)
 
     @property
     def stale(self) -> bool:
-        return bool(self.added or self.modified or self.removed)
+        return bool(self.added or self.modified or self.removed or self.outdated)
 
     def summary(self) -> str:
         if not self.stale:
@@ -445,6 +513,7 @@ class CorpusChanges:
                 ("added", self.added),
                 ("modified", self.modified),
                 ("removed", self.removed),
+                ("to re-read with a newer reader", self.outdated),
             )
             if names
         ]
@@ -477,29 +546,48 @@ def corpus_changes(
         index_dir = Path(index)
         opened = open_index(index_dir)
         try:
-            indexed = opened.db.document_hashes()
+            return _changes(corpus_dir, index_dir, opened, settings.max_file_bytes)
         finally:
             opened.close()
-    else:
-        indexed = index.db.document_hashes()
-        index_dir = index.path.parent
-    added, modified, seen = [], [], set()
-    paths = discover(corpus_dir, exclude=[index_dir])
-    for raw in read_files(corpus_dir, paths, max_bytes=settings.max_file_bytes):
+    return _changes(corpus_dir, index.path.parent, index, settings.max_file_bytes)
+
+
+def _changes(
+    corpus_dir: Path, index_dir: Path, index: IndexReader, max_bytes: int
+) -> CorpusChanges:
+    indexed = {d.source: d for d in index.db.documents()}
+    includes = index.db.record().includes
+    readers_then = index.manifest.readers
+    hashes = _FileHashes(corpus_dir)
+    found: dict[str, Path] = {}
+    changed: list[Path] = []
+    for raw in read_files(
+        corpus_dir, discover(corpus_dir, exclude=[index_dir]), max_bytes=max_bytes
+    ):
         if isinstance(raw, Skipped):
             continue
-        if indexed.get(raw.source) != raw.sha256:
-            try:
-                parse(raw)  # raises SkipFile for files a build would skip too
-            except SkipFile:
-                continue
-        seen.add(raw.source)
-        if raw.source not in indexed:
-            added.append(raw.source)
-        elif indexed[raw.source] != raw.sha256:
-            modified.append(raw.source)
-    removed = sorted(set(indexed) - seen)
-    return CorpusChanges(added=added, modified=modified, removed=removed)
+        found[raw.source] = raw.path
+        old = indexed.get(raw.source)
+        if (
+            old is None
+            or old.sha256 != raw.sha256
+            or not hashes.unchanged(includes.get(raw.source, {}))
+        ):
+            changed.append(raw.path)
+    # A new or changed file counts only if a build would index it, not skip it.
+    results = parse_files(corpus_dir, changed, max_bytes=max_bytes, workers=worker_count(changed))
+    readable = {r.source for r in results if not isinstance(r, Skipped)}
+    kept = {source for source, path in found.items() if path not in changed or source in readable}
+    return CorpusChanges(
+        added=sorted(s for s in readable if s not in indexed),
+        modified=sorted(s for s in readable if s in indexed),
+        removed=sorted(set(indexed) - kept),
+        outdated=sorted(
+            s
+            for s in kept - readable
+            if s in indexed and not _current_reader(indexed[s], readers_then)
+        ),
+    )
 
 
 def prepare_index(

@@ -12,13 +12,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .config import BACKENDS, EXECUTORS, SEARCH_MODES, STORES, SearchMode, Settings
 from .errors import AssistantError
 from .search.query import MAX_K
+
+if TYPE_CHECKING:
+    from .stores import IndexReader
 
 __all__ = ["cli", "main"]
 
@@ -247,9 +250,21 @@ def search(
     default=None,
     help="Corpus to compare with the index.  [default: the folder it was built from]",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None:
-    """Describe the index (model, counts, build time) and whether the corpus changed since."""
+@click.option(
+    "--documents", is_flag=True, help="List every indexed document (format, passages, title)."
+)
+@click.option("--skipped", is_flag=True, help="List the files the build left out, and why.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (one object per line).")
+def info(
+    index_dir: Path | None, corpus_dir: Path | None, documents: bool, skipped: bool, as_json: bool
+) -> None:
+    """Describe the index (model, counts, build time) and whether the corpus changed since.
+
+    \b
+    Example:
+        nexus info --documents          # what was indexed
+        nexus info --skipped --json     # what was not, with the reason for each
+    """
     from .analysis import split_mode
     from .build import corpus_changes
     from .stores import open_index
@@ -259,6 +274,9 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
         index = open_index(settings.index_dir)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+    if documents or skipped:
+        _list_contents(index, documents=documents, skipped=skipped, as_json=as_json)
+        return
     manifest = index.manifest
     corpus = corpus_dir or Path(manifest.corpus_root)
     try:
@@ -290,6 +308,21 @@ def info(index_dir: Path | None, corpus_dir: Path | None, as_json: bool) -> None
     categories = ", ".join(f"{c or '(top level)'} {n}" for c, n in index.db.categories())
     click.echo(f"categories  {categories}")
     click.echo(f"corpus      {corpus}: {freshness}")
+
+
+def _list_contents(index: IndexReader, *, documents: bool, skipped: bool, as_json: bool) -> None:
+    if documents:
+        for doc in index.db.catalog():
+            if as_json:
+                _echo_json(asdict(doc))
+            else:
+                click.echo(f"{doc.source}\t{doc.format}\t{doc.passages}\t{doc.title}")
+    if skipped:
+        for source, reason in index.db.record().skipped:
+            if as_json:
+                _echo_json({"source": source, "reason": reason})
+            else:
+                click.echo(f"{source}\t{reason}")
 
 
 @cli.command("eval")

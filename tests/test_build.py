@@ -280,6 +280,7 @@ KILL_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     import assistant.build as build
+    import assistant.ingest.parsing as parsing
     import assistant.stores as stores
     import assistant.stores.generations as generations
     from assistant.stores.keyword import KeywordIndex
@@ -292,7 +293,7 @@ KILL_SCRIPT = textwrap.dedent(
     settings = Settings(chunk_tokens=120, chunk_overlap=16, min_chunk_tokens=24)
     # Each build stage, as the function that starts it, and which calls of it count.
     stages = {
-        "parse": (build, "parse", None),
+        "parse": (parsing, "parse", None),
         "chunk": (build, "chunk_document", None),
         "embed": (HashEncoder, "encode", lambda self, texts, **kw: list(texts) != [PROBE_TEXT]),
         "dense": (FaissStore, "build", None),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from assistant.errors import CorpusNotFoundError
 from assistant.ingest.documents import Document, SkipFile
-from assistant.ingest.files import discover, load_corpus, read_file
+from assistant.ingest.files import discover, read_file
+from assistant.ingest.parsing import load_corpus
 from assistant.ingest.readers import SUPPORTED_SUFFIXES, parse
 
 
@@ -43,6 +45,17 @@ def assert_blocks_are_source_lines(doc: Document) -> None:
     for section in doc.sections:
         for block in section.blocks:
             assert block.text == "\n".join(lines[block.start_line - 1 : block.end_line])
+
+
+def assert_blocks_stand_on_their_lines(doc: Document) -> None:
+    """Blocks rewritten from markup (rst) must still stand on the lines their range names: the
+    first and last word of each is on those lines, so citations and highlights are right."""
+    lines = doc.text.split("\n")
+    for section in doc.sections:
+        for block in section.blocks:
+            words = re.findall(r"[A-Za-z_]\w{3,}", block.text.replace("```", ""))
+            source = "\n".join(lines[block.start_line - 1 : block.end_line])
+            assert not words or words[-1] in source, (block, source)
 
 
 # --------------------------------------------------------------------------- markdown
@@ -221,12 +234,13 @@ def test_rst_sections_levels_and_literal_blocks(tmp_path: Path) -> None:
     starts = [(s.start_line, s.end_line) for s in doc.sections]
     assert starts == [(3, 8), (10, 19), (21, 32), (39, 43)]
     literal = doc.sections[1].blocks[1]
-    assert literal.text.startswith("    CACHES = {") and "\n\n" in literal.text
+    assert literal.text.startswith("```\nCACHES = {") and "\n\n" in literal.text
     directive = doc.sections[2].blocks[0]
-    assert directive.text.startswith(".. code-block:: python")
-    assert directive.text.endswith('print(get("k"))')
+    assert directive.text.startswith("```python\ndef get(key):")
+    assert directive.text.endswith('print(get("k"))\n```')
+    assert [b.text for b in doc.sections[3].blocks] == ["- one\n- two"]  # a list stays whole
     assert "toctree" not in "".join(s.text for s in doc.sections)
-    assert_blocks_are_source_lines(doc)
+    assert_blocks_stand_on_their_lines(doc)
 
 
 def test_rst_requires_underline_at_least_as_long_as_title(tmp_path: Path) -> None:
@@ -393,7 +407,9 @@ def test_discover_skips_hidden_tooling_unsupported_and_excluded(tmp_path: Path) 
         "resources/links.txt",
         "resources/page.htm",
     ]
-    assert {".md", ".markdown", ".rst", ".txt", ".html", ".htm"} == SUPPORTED_SUFFIXES
+    assert {
+        *(".md", ".markdown", ".rst", ".txt", ".html", ".htm", ".pdf", ".docx", ".ipynb")
+    } == SUPPORTED_SUFFIXES
 
 
 def test_discover_follows_symlinked_dirs_without_looping(tmp_path: Path) -> None:
@@ -521,7 +537,7 @@ def test_load_corpus_sources_categories_and_skips(
     write(tmp_path, "concepts/empty.md", "   \n")
     write(tmp_path, "resources/blob.txt", b"\x00\x01binary")
 
-    with caplog.at_level(logging.WARNING, logger="assistant.ingest.files"):
+    with caplog.at_level(logging.WARNING, logger="assistant.ingest.parsing"):
         documents, skipped = load_corpus(tmp_path)
 
     assert [(d.source, d.category) for d in documents] == [

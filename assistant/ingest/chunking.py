@@ -9,6 +9,7 @@ Tiny neighbouring sections are merged, because a heading with one line embeds po
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -62,6 +63,13 @@ class _Unit:
     tokens: int
     joiner: str = "\n\n"  # what separates this unit from the one before it
     code: bool = False
+    fence: str = ""  # a line of a fenced code block cut in pieces: the block's opening fence
+    group: int = 0  # which fenced block it belongs to (its first line)
+    fence_tokens: int = 0  # what the fence lines cost, once per piece of the block in a draft
+
+    def continues(self, previous: _Unit | None) -> bool:
+        """Whether this line of a cut code block goes on the fenced piece ``previous`` ends."""
+        return bool(self.fence) and previous is not None and previous.group == self.group
 
 
 @dataclass
@@ -71,13 +79,54 @@ class _Draft:
 
     @property
     def tokens(self) -> int:
-        return sum(u.tokens for u in self.units)
+        return self.tokens_with(None)
+
+    def tokens_with(self, unit: _Unit | None) -> int:
+        """Word pieces of the draft's text, with ``unit`` appended if given: the units, and
+        the fence lines of each piece of a cut code block."""
+        units = [*self.units, unit] if unit is not None else self.units
+        fences = sum(
+            u.fence_tokens
+            for i, u in enumerate(units)
+            if u.fence and not u.continues(units[i - 1] if i else None)
+        )
+        return sum(u.tokens for u in units) + fences
 
     @property
     def text(self) -> str:
-        parts = [self.units[0].text] if self.units else []
-        parts += [u.joiner + u.text for u in self.units[1:]]
+        """The units joined; lines of a cut code block are fenced again in every piece."""
+        parts: list[str] = []
+        previous: _Unit | None = None
+        for unit in self.units:
+            if unit.continues(previous):
+                parts.append("\n" + unit.text)
+            else:
+                if previous is not None and previous.fence:
+                    parts.append("\n" + _closing(previous.fence))
+                joiner = unit.joiner if parts else ""
+                opening = f"{unit.fence}\n" if unit.fence else ""
+                parts.append(joiner + opening + unit.text)
+            previous = unit
+        if previous is not None and previous.fence:
+            parts.append("\n" + _closing(previous.fence))
         return "".join(parts)
+
+
+def _closing(fence: str) -> str:
+    """The line that closes a code block opened by ``fence``: its run of backticks or tildes."""
+    return fence[: len(fence) - len(fence.lstrip(fence[0]))]
+
+
+_FENCE = re.compile(r"^(`{3,}|~{3,})")
+
+
+def _fence_of(block: Block) -> tuple[str, list[str]] | None:
+    """The opening fence and inner lines of a fenced code block, or None for other blocks."""
+    lines = block.text.split("\n")
+    opened = _FENCE.match(lines[0]) if block.kind == "code" else None
+    if opened is None or len(lines) < 3 or lines[-1].strip() != opened.group(1):
+        return None
+    return lines[0], lines[1:-1]
 
 
 def _heading_path(doc: Document, headings: tuple[str, ...]) -> tuple[str, ...]:
@@ -122,7 +171,13 @@ class _Packer:
         return units
 
     def split_block(self, block: Block, budget: int) -> list[_Unit]:
-        """Units of a block too big for one chunk: lines, and sentences of long text lines."""
+        """Units of a block too big for one chunk: lines, and sentences of long text lines.
+
+        A fenced code block is cut into its lines, each remembering the fence, so every piece
+        of it shows as code again (see :attr:`_Draft.text`).
+        """
+        if fenced := _fence_of(block):
+            return self.split_fenced(block, *fenced, budget)
         units: list[_Unit] = []
         offset = 0
         for line in block.text.split("\n"):
@@ -142,6 +197,22 @@ class _Packer:
             units[0].joiner = "\n\n"
         return units
 
+    def split_fenced(self, block: Block, fence: str, lines: list[str], budget: int) -> list[_Unit]:
+        overhead = sum(self.count([fence, _closing(fence)]))
+        room = budget - overhead
+        units: list[_Unit] = []
+        for offset, (line, n) in enumerate(zip(lines, self.count(lines), strict=True), start=1):
+            number = block.start_line + offset
+            if n <= room:
+                unit = _Unit(line, number, number, n, "\n", code=True, fence=fence)
+                unit.group, unit.fence_tokens = block.start_line, overhead
+                units.append(unit)
+            else:  # one code line longer than a chunk: cut between words, shown as prose
+                units.extend(self.split_words(line, number, room))
+        if units:
+            units[0].joiner = "\n\n"
+        return units
+
     def pack(self, headings: tuple[str, ...], blocks: Sequence[Block]) -> list[_Draft]:
         budget = self.budget(headings)
         sizes = self.count([b.text for b in blocks])
@@ -155,18 +226,31 @@ class _Packer:
                 )
             else:
                 units.extend(self.split_block(block, budget))
+        greedy = self._fill(headings, units, budget, budget)
+        if len(greedy) < 2:
+            return greedy
+        # Pieces of one size rather than full ones and a scrap: aim each at the mean.
+        target = -(-sum(u.tokens for u in units) // len(greedy))
+        even = self._fill(headings, units, budget, target)
+        return even if len(even) <= len(greedy) else greedy
+
+    def _fill(
+        self, headings: tuple[str, ...], units: list[_Unit], budget: int, target: int
+    ) -> list[_Draft]:
+        """Drafts filled in order, each closed once it reaches ``target`` or is full."""
         drafts: list[_Draft] = []
         current = _Draft(headings)
         for unit in units:
-            if current.units and current.tokens + unit.tokens > budget:
+            full = current.tokens_with(unit) > budget
+            if current.units and (full or current.tokens >= target):
                 drafts.append(current)
-                current = _Draft(headings, self._overlap_from(current, unit.tokens, budget))
-            current.units.append(unit)
+                current = _Draft(headings, self._overlap_from(current, unit, budget))
+            current.units.append(replace(unit))
         if current.units:
             drafts.append(current)
         return drafts
 
-    def _overlap_from(self, previous: _Draft, incoming: int, budget: int) -> list[_Unit]:
+    def _overlap_from(self, previous: _Draft, incoming: _Unit, budget: int) -> list[_Unit]:
         """Trailing prose of ``previous`` worth repeating at the start of the next draft.
 
         Whole units are carried when they fit in ``overlap``; otherwise the last sentences of
@@ -184,7 +268,7 @@ class _Packer:
             tail = self._tail_sentences(last)
             if tail is not None:
                 carried, size = [tail], tail.tokens
-        if not carried or size + incoming > budget:
+        if not carried or _Draft((), carried).tokens_with(incoming) > budget:
             return []
         carried[0].joiner = "\n\n"
         return carried
@@ -205,6 +289,31 @@ class _Packer:
         text = " ".join(pieces[-taken:])
         start = unit.end_line - text.count("\n")
         return _Unit(text, start, unit.end_line, size)
+
+    def lend(
+        self, left: _Draft, right: _Draft, floor: int, *, from_left: bool
+    ) -> tuple[_Draft, _Draft] | None:
+        """Move units across the border of two drafts so the small one reaches ``floor``:
+        the last units of ``left`` in front of ``right`` (``from_left``), or the first units
+        of ``right`` after ``left``. None when no move does it within the budget without
+        taking the lender below the floor."""
+        giver = left if from_left else right
+        for k in range(1, len(giver.units)):
+            if from_left:
+                kept = _Draft(left.headings, left.units[:-k])
+                moved = _Draft(left.headings, [replace(u) for u in left.units[-k:]])
+            else:
+                kept = _Draft(right.headings, [replace(u) for u in right.units[k:]])
+                moved = _Draft(right.headings, [replace(u) for u in right.units[:k]])
+            if kept.tokens < floor:
+                return None
+            moved.units[0].joiner = kept.units[0].joiner = "\n\n"
+            both = self.try_merge(moved, right) if from_left else self.try_merge(left, moved)
+            if both is None:
+                return None
+            if both.tokens >= floor:
+                return (kept, both) if from_left else (both, kept)
+        return None
 
     def try_merge(self, left: _Draft, right: _Draft) -> _Draft | None:
         """One draft holding both, under their common heading path, if it fits the budget."""
@@ -265,6 +374,10 @@ def chunk_document(
             if both is not None:
                 merged[-1] = both
                 continue
+            small_right = draft.tokens < min_tokens
+            lent = packer.lend(merged[-1], draft, min_tokens, from_left=small_right)
+            if lent is not None:
+                merged[-1], draft = lent
         merged.append(draft)
     return [
         Chunk(

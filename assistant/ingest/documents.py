@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Block", "Document", "Format", "RawFile", "Section", "SkipFile"]
+__all__ = ["MARKDOWN_TEXT", "Block", "Document", "Format", "RawFile", "Section", "SkipFile"]
 
-Format = Literal["markdown", "rst", "text", "html"]
+Format = Literal["markdown", "rst", "text", "html", "pdf", "docx", "notebook"]
+# Formats whose document text is Markdown (converted from the file where it is not).
+MARKDOWN_TEXT: frozenset[str] = frozenset({"markdown", "docx", "notebook"})
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,11 @@ class Section:
 
 @dataclass(frozen=True)
 class Document:
-    """One parsed corpus file; `source` is its forward-slash path relative to the corpus root."""
+    """One parsed corpus file; `source` is its forward-slash path relative to the corpus root.
+
+    ``includes`` are the other files (relative to the root) whose text the document took in,
+    so a change to one of them re-reads this document too.
+    """
 
     source: str
     title: str
@@ -52,6 +58,7 @@ class Document:
     sha256: str
     sections: tuple[Section, ...]
     warnings: tuple[str, ...] = ()
+    includes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Find the documentation files in a corpus folder and read their bytes, refusing bad files.
 
-The one loop every caller shares: :func:`discover` the files, :func:`read_files` them (each a
-:class:`RawFile` or a :class:`Skipped` with its reason), and, for :func:`load_corpus`, parse
-them. Builds, staleness checks and benchmarks all walk a corpus through these functions.
+Builds, staleness checks and benchmarks all walk a corpus the same way: :func:`discover` the
+files, :func:`read_files` them (each a :class:`RawFile` or a :class:`Skipped` with its
+reason), and parse those that need it with :mod:`.parsing`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorpusNotFoundError
-from .documents import Document, RawFile, SkipFile
-from .readers import SUPPORTED_SUFFIXES, parse
+from .documents import RawFile, SkipFile
+from .readers import BINARY_SUFFIXES, SUPPORTED_SUFFIXES
 
-__all__ = ["BINARY_SNIFF_BYTES", "Skipped", "discover", "load_corpus", "read_file", "read_files"]
+__all__ = ["BINARY_SNIFF_BYTES", "Skipped", "discover", "read_file", "read_files"]
 
 logger = logging.getLogger(__name__)
 
-# Build output, dependencies and tool caches hold copies or generated text, never source docs.
+# Build output, dependencies and tool caches hold copies or generated text, never source docs;
+# Sphinx's _static, _templates and _theme hold a site's assets and page templates.
 _SKIPPED_DIRS = frozenset(
     {"_build", "build", "dist", "node_modules", "__pycache__", "venv", "site-packages"}
+    | {"_static", "_templates", "_theme"}
 )
 BINARY_SNIFF_BYTES = 8192
 
@@ -151,7 +153,7 @@ def read_file(root: Path, path: Path, *, max_bytes: int) -> RawFile:
         raise SkipFile(f"cannot read file ({exc.strerror or exc})") from None
     if len(data) > max_bytes:
         raise SkipFile(_too_large(len(data), max_bytes))
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+    if b"\x00" in data[:BINARY_SNIFF_BYTES] and path.suffix.lower() not in BINARY_SUFFIXES:
         raise SkipFile("binary file")
     if not data.removeprefix(codecs.BOM_UTF8).strip():
         raise SkipFile("empty file")
@@ -177,37 +179,3 @@ def read_files(root: Path, paths: Iterable[Path], *, max_bytes: int) -> Iterator
             yield read_file(root, path, max_bytes=max_bytes)
         except SkipFile as exc:
             yield Skipped(path.relative_to(root).as_posix(), str(exc))
-
-
-def load_corpus(
-    root: Path, *, max_bytes: int = 5_000_000, exclude: Sequence[Path] = ()
-) -> tuple[list[Document], list[tuple[str, str]]]:
-    """Discover, read and parse every document under `root`.
-
-    Args:
-        root: The corpus folder.
-        max_bytes: Per-file size limit; defaults to 5 MB, far above any hand-written page.
-        exclude: Paths to leave out, see `discover`.
-
-    Returns:
-        The parsed documents and a `(source, reason)` pair for each skipped file.
-
-    Raises:
-        CorpusNotFoundError: If `root` does not exist or is not a folder.
-    """
-    root = Path(root)
-    documents: list[Document] = []
-    skipped: list[tuple[str, str]] = []
-    for item in read_files(root, discover(root, exclude=exclude), max_bytes=max_bytes):
-        try:
-            if isinstance(item, Skipped):
-                raise SkipFile(item.reason)
-            document = parse(item)
-        except SkipFile as exc:
-            logger.warning("Skipping %s: %s", item.source, exc)
-            skipped.append((item.source, str(exc)))
-            continue
-        for warning in document.warnings:
-            logger.warning("%s: %s", item.source, warning)
-        documents.append(document)
-    return documents, skipped

@@ -1,96 +1,115 @@
 """Which reader parses which file: decode the bytes, then hand them to the format's module.
 
 Each format's parser is imported on first use, so code that only searches an index never
-loads bs4, markdown-it or yaml.
+loads docutils, bs4, markdown-it or yaml. PDF and Word files are read from their bytes; the
+others are decoded to text first. Notebooks and Word files are written out as Markdown and
+read by the Markdown reader.
 """
 
 from __future__ import annotations
 
-import codecs
-import re
-
-import charset_normalizer
-
 from .documents import Document, Format, RawFile, Section, SkipFile
+from .encoding import decode_text
 
-__all__ = ["SUPPORTED_SUFFIXES", "decode", "parse"]
+__all__ = [
+    "BINARY_SUFFIXES",
+    "READER_VERSIONS",
+    "SUPPORTED_SUFFIXES",
+    "parse",
+]
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
-    {".md", ".markdown", ".rst", ".txt", ".html", ".htm"}
+    {".md", ".markdown", ".rst", ".txt", ".html", ".htm", ".pdf", ".docx", ".ipynb"}
 )
+# Read from their bytes, never decoded as text (and parsed where memory is capped).
+BINARY_SUFFIXES: frozenset[str] = frozenset({".pdf", ".docx"})
 
-# Text in these would contain NUL bytes, which `read_file` already rejects as binary.
-_WIDE_ENCODINGS = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
-_SNIFF_CHARS = 8192
-# Real documents hold almost no control characters; binary data without NUL bytes (images,
-# archives, compiled files renamed .txt) decodes to text full of them and must not be indexed.
-_MAX_UNREADABLE_SHARE = 0.1
-_UNREADABLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+# The version of each format's reader. Bump one when what it makes of a file changes: the next
+# build re-reads the documents of that format (and re-embeds only passages whose text changed).
+READER_VERSIONS: dict[str, int] = {
+    "markdown": 1,
+    "rst": 2,  # 2: docutils, Sphinx roles and directives as text, includes followed
+    "text": 1,
+    "html": 2,  # 2: site chrome, permalinks and title suffixes of generated sites dropped
+    "pdf": 1,
+    "docx": 1,
+    "notebook": 1,
+}
 
 
 def parse(raw: RawFile) -> Document:
-    """Decode a file and split it into sections by its format, chosen from the suffix.
+    """Read a file's sections by its format, chosen from the suffix.
 
     Raises:
-        SkipFile: If the suffix is unsupported or the file has no text content.
+        SkipFile: If the suffix is unsupported, the file cannot be read as its format or it
+            has no text content.
     """
-    text, warnings = decode(raw.data)
-    if _unreadable_share(text) > _MAX_UNREADABLE_SHARE:
-        raise SkipFile("binary file (mostly control characters or undecodable bytes)")
-    fmt, (title, sections) = _read(raw.path.suffix.lower(), text, raw.path.stem, warnings)
+    warnings: list[str] = []
+    fmt, title, text, sections, includes = _read(raw, warnings)
     if not any(section.blocks for section in sections):
         raise SkipFile("no text content")
     category = raw.source.split("/")[0] if "/" in raw.source else ""
-    return Document(raw.source, title, fmt, category, text, raw.sha256, sections, tuple(warnings))
+    return Document(
+        raw.source,
+        title,
+        fmt,
+        category,
+        text,
+        raw.sha256,
+        sections,
+        tuple(warnings),
+        includes,
+    )
 
 
 def _read(
-    suffix: str, text: str, stem: str, warnings: list[str]
-) -> tuple[Format, tuple[str, tuple[Section, ...]]]:
-    """The format and (title, sections) of a decoded file, by its suffix."""
-    if suffix in (".md", ".markdown"):
-        from .markdown import parse_markdown
+    raw: RawFile, warnings: list[str]
+) -> tuple[Format, str, str, tuple[Section, ...], tuple[str, ...]]:
+    """Format, title, document text, sections and included files of one file."""
+    suffix, stem = raw.path.suffix.lower(), raw.path.stem
+    if suffix == ".pdf":
+        from .pdf import parse_pdf
 
-        return "markdown", parse_markdown(text, stem, warnings)
+        title, text, sections = parse_pdf(raw.data, stem)
+        return "pdf", title, text, sections, ()
+    if suffix == ".docx":
+        from .docx import docx_to_markdown
+
+        text, declared = docx_to_markdown(raw.data)
+        title, sections = _markdown(text, stem, warnings)
+        return "docx", declared or title, text, sections, ()
+    text = decode_text(raw.data, warnings)
+    if suffix == ".ipynb":
+        from .notebook import notebook_to_markdown
+
+        text = notebook_to_markdown(text)
+        title, sections = _markdown(text, stem, warnings)
+        return "notebook", title, text, sections, ()
+    if suffix in (".md", ".markdown"):
+        title, sections = _markdown(text, stem, warnings)
+        return "markdown", title, text, sections, ()
     if suffix in (".rst", ".txt"):
-        from .rst import has_rst_title, parse_rst
+        from .rst_lines import has_rst_title
 
         if suffix == ".rst" or has_rst_title(text.split("\n")):
-            return "rst", parse_rst(text, stem)
+            from .rst import parse_rst
+
+            root = raw.path.parents[raw.source.count("/")]
+            title, sections, includes = parse_rst(text, stem, warnings, path=raw.path, root=root)
+            return "rst", title, text, sections, includes
         from .text import parse_text
 
-        return "text", parse_text(text, stem)
+        title, sections = parse_text(text, stem)
+        return "text", title, text, sections, ()
     if suffix in (".html", ".htm"):
         from .html import parse_html
 
-        return "html", parse_html(text, stem)
+        title, sections = parse_html(text, stem)
+        return "html", title, text, sections, ()
     raise SkipFile(f"unsupported file type '{suffix}'")
 
 
-def decode(data: bytes) -> tuple[str, list[str]]:
-    """The text of a file's bytes with ``\\n`` line ends, and a warning when it was not UTF-8."""
-    warnings: list[str] = []
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        matches = charset_normalizer.from_bytes(data, cp_exclusion=_WIDE_ENCODINGS)
-        best = matches.best()
-        if best is not None:
-            # A few accented words fit many code pages equally cleanly, and the language guess
-            # behind `best` is noise at that size; prefer Windows-1252, the usual legacy
-            # encoding of English docs, when it decodes as cleanly as the best.
-            clean = [m for m in matches if m.chaos <= best.chaos]
-            western = next((m for m in clean if "cp1252" in m.could_be_from_charset), None)
-            encoding = "cp1252" if western else best.encoding
-            text = str(western or best)
-            warnings.append(f"not valid UTF-8; decoded as {encoding} (best guess)")
-        else:
-            text = data.decode("utf-8", errors="replace")
-            warnings.append("not valid UTF-8; undecodable bytes replaced with U+FFFD")
-    return text.replace("\r\n", "\n").replace("\r", "\n"), warnings
+def _markdown(text: str, stem: str, warnings: list[str]) -> tuple[str, tuple[Section, ...]]:
+    from .markdown import parse_markdown
 
-
-def _unreadable_share(text: str) -> float:
-    sample = text[:_SNIFF_CHARS]
-    return len(_UNREADABLE.findall(sample)) / max(1, len(sample))
+    return parse_markdown(text, stem, warnings)

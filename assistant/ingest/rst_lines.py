@@ -1,8 +1,9 @@
-"""reStructuredText (and ``.txt`` files with rst titles), read by a line scanner.
+"""reStructuredText read line by line: the fallback for files docutils cannot parse, and the
+test that tells a ``.txt`` file with rst titles from plain text.
 
 Titles are recognised by their adornment, ranked by first appearance as docutils does; code
 directives and literal blocks are code, other directives and footnotes prose, Sphinx plumbing
-(``toctree``, ``index`` ...) dropped.
+(``toctree``, ``index`` ...) dropped. Blocks keep their markup as written.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from .documents import Section
 from .sections import SectionBuilder, humanise, source_block
 
-__all__ = ["has_rst_title", "parse_rst"]
+__all__ = ["has_rst_title", "scan_rst"]
 
 _ADORNMENT = re.compile(r"""^([=\-`:'"~^_*+#<>])\1{2,}[ \t]*$""")
 _EXPLICIT = re.compile(r"^\s*\.\.(?:\s|$)")  # comments, targets, directives, footnotes
@@ -69,7 +70,7 @@ def _indented_end(lines: list[str], start: int, indent: int) -> int:
     return end
 
 
-def parse_rst(text: str, stem: str) -> tuple[str, tuple[Section, ...]]:
+def scan_rst(text: str, stem: str) -> tuple[str, tuple[Section, ...]]:
     """The title (the first section title, else the file name) and the sections of a page."""
     lines = text.split("\n")
     builder = SectionBuilder()

@@ -19,13 +19,15 @@ import numpy as np
 from ..config import DEFAULT_COLLECTION, Settings
 from ..errors import AssistantError
 from ..ingest.chunking import Chunk
-from .chunkdb import CHUNKS_DB, StoredDocument, write_chunk_db
+from .chunkdb import CHUNKS_DB, CorpusRecord, DocumentSummary, StoredDocument, write_chunk_db
 from .generations import GenerationWriter, current_generation
 from .manifest import Manifest, read_manifest
 from .seams import IndexReader, PreparedStore, StoreWriter
 from .vectors import VECTORS, NumpyStore
 
 __all__ = [
+    "CorpusRecord",
+    "DocumentSummary",
     "IndexReader",
     "Manifest",
     "PreparedStore",
@@ -113,16 +115,17 @@ def write_generation(
     vectors: np.ndarray,
     prepared: PreparedStore,
     manifest: dict[str, Any],
+    record: CorpusRecord | None = None,
 ) -> Manifest:
-    """Write a new generation (chunk database, vectors, the store's files, the manifest) and
-    publish it; returns its manifest.
+    """Write a new generation (chunk database with the corpus ``record``, vectors, the store's
+    files, the manifest) and publish it; returns its manifest.
 
     Raises:
         IndexWriteError: It could not be written; the previous generation keeps serving.
     """
     assert len(chunks) == len(vectors), "chunks and vectors disagree"
     files = [
-        (CHUNKS_DB, lambda path: write_chunk_db(path, documents, chunks)),
+        (CHUNKS_DB, lambda path: write_chunk_db(path, documents, chunks, record)),
         (VECTORS, NumpyStore(vectors).save),
         *prepared.files,
     ]

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ import numpy as np
 from ..errors import IndexCorruptError
 from ..ingest.chunking import Chunk
 
-__all__ = ["CHUNKS_DB", "ChunkDB", "StoredDocument", "write_chunk_db"]
+__all__ = [
+    "CHUNKS_DB",
+    "ChunkDB",
+    "CorpusRecord",
+    "DocumentSummary",
+    "StoredDocument",
+    "write_chunk_db",
+]
 
 CHUNKS_DB = "chunks.sqlite"
 
@@ -36,6 +43,8 @@ CREATE TABLE chunks (
 );
 CREATE INDEX chunks_source ON chunks(source);
 CREATE INDEX chunks_category ON chunks(category);
+CREATE TABLE includes (source TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL);
+CREATE TABLE skipped (source TEXT NOT NULL, reason TEXT NOT NULL);
 """
 
 
@@ -51,13 +60,43 @@ class StoredDocument:
     text: str
 
 
+@dataclass(frozen=True)
+class DocumentSummary:
+    """One indexed document as the catalogue lists it: no text, its passage count."""
+
+    source: str
+    title: str
+    format: str
+    category: str
+    passages: int
+
+
+@dataclass(frozen=True)
+class CorpusRecord:
+    """What a build learnt about the corpus besides its documents: the files each document
+    included (path -> content hash, so a change to one re-reads its includer) and the files
+    it skipped, with the reason."""
+
+    includes: dict[str, dict[str, str]] = field(default_factory=dict)
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
 def write_chunk_db(
-    path: Path, documents: Sequence[StoredDocument], chunks: Sequence[Chunk]
+    path: Path,
+    documents: Sequence[StoredDocument],
+    chunks: Sequence[Chunk],
+    record: CorpusRecord | None = None,
 ) -> None:
     """Write a new chunk database at ``path``; chunk ``i`` gets id ``i`` (its vector's row)."""
+    record = record or CorpusRecord()
     db = sqlite3.connect(path)
     try:
         db.executescript(_SCHEMA)
+        db.executemany(
+            "INSERT INTO includes VALUES (?, ?, ?)",
+            [(s, p, h) for s, files in record.includes.items() for p, h in files.items()],
+        )
+        db.executemany("INSERT INTO skipped VALUES (?, ?)", record.skipped)
         db.executemany(
             "INSERT INTO documents (source, title, format, category, sha256, text) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -212,6 +251,27 @@ class ChunkDB:
     def ids_by_key(self) -> dict[str, int]:
         """Chunk id by content key (the last of equal chunks wins, any one serves)."""
         return dict(self._query("SELECT key, id FROM chunks"))
+
+    def record(self) -> CorpusRecord:
+        """The includes and skipped files the build recorded (none for indexes built before
+        they were recorded)."""
+        tables = {name for (name,) in self._query("SELECT name FROM sqlite_master")}
+        includes: dict[str, dict[str, str]] = {}
+        skipped: tuple[tuple[str, str], ...] = ()
+        if "includes" in tables:
+            for source, path, digest in self._query("SELECT source, path, sha256 FROM includes"):
+                includes.setdefault(source, {})[path] = digest
+        if "skipped" in tables:
+            skipped = tuple(self._query("SELECT source, reason FROM skipped ORDER BY source"))
+        return CorpusRecord(includes, skipped)
+
+    def catalog(self) -> list[DocumentSummary]:
+        """Every document with its format, category and number of passages, by source."""
+        rows = self._query(
+            "SELECT d.source, d.title, d.format, d.category, COUNT(c.id) FROM documents d "
+            "LEFT JOIN chunks c ON c.source = d.source GROUP BY d.source ORDER BY d.source"
+        )
+        return [DocumentSummary(*row) for row in rows]
 
     def source_keys(self) -> list[tuple[str, str]]:
         """(source, content key) of every chunk, in id order."""

@@ -40,6 +40,7 @@ class Manifest:
     index_params: dict[str, int] = field(default_factory=dict)  # efSearch, nprobe
     index_choice: dict[str, Any] = field(default_factory=dict)  # requested type, exact limit
     store: dict[str, Any] = field(default_factory=dict)  # where vectors live; empty = FAISS files
+    readers: dict[str, int] = field(default_factory=dict)  # format -> reader version; none = 1
 
     @property
     def encoder_name(self) -> str:

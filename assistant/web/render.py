@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..analysis import WORD, query_terms, stems
+from ..ingest.documents import MARKDOWN_TEXT
+from ..ingest.pdf import PAGE_BREAK
 from ..search.answer import Reply
 from ..search.assistant import Hit
-from ..stores import StoredDocument
+from ..stores import DocumentSummary, StoredDocument
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
 
 __all__ = [
+    "DOCUMENT_COLUMNS",
+    "catalog_summary",
     "document_url",
     "escape_markdown",
     "hit_dict",
+    "location",
     "render_answer",
     "render_document",
     "render_passages",
@@ -35,6 +41,21 @@ __all__ = [
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 _MD_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+DOCUMENT_COLUMNS = ("Document", "Title", "Format", "Category", "Passages")
+
+
+def catalog_summary(
+    documents: Sequence[DocumentSummary], skipped: Sequence[tuple[str, str]], *, filtered: bool
+) -> str:
+    """The line above the Documents table: how many documents and passages, and skips."""
+    passages = sum(d.passages for d in documents)
+    shown = "matching" if filtered else "indexed"
+    line = f"**{len(documents):,}** documents {shown} · **{passages:,}** passages"
+    if skipped:
+        line += f" · {len(skipped):,} files not indexed (see below, with the reason for each)"
+    return line
 
 
 def reply_dict(reply: Reply) -> dict[str, Any]:
@@ -132,7 +153,7 @@ def render_answer(reply: Reply) -> str:
     body = " ".join(f"{escape_markdown(s.text)} \\[{s.citation}\\]" for s in reply.answer)
     sources = "  \n".join(
         f"\\[{h.rank}\\] {escape_markdown(h.title)} — "
-        f"{escape_markdown(f'{h.source}:{h.start_line}-{h.end_line}')}"
+        f"{escape_markdown(location(h.source, h.start_line, h.end_line))}"
         for h in reply.hits
     )
     folded = " (with the previous question)" if reply.folded else ""
@@ -154,7 +175,7 @@ def _one_line(fragment: str) -> str:
 
 
 def _passage_card(hit: Hit, query: str, terms: frozenset[str]) -> str:
-    location = f"{hit.source}:{hit.start_line}-{hit.end_line}"
+    where = location(hit.source, hit.start_line, hit.end_line)
     url = html.escape(document_url(hit.source, hit.start_line, hit.end_line, query))
     relevance = (
         f"relevance {hit.dense_score:.2f}"
@@ -167,7 +188,7 @@ def _passage_card(hit: Hit, query: str, terms: frozenset[str]) -> str:
         f'<span class="nexus-num">[{hit.rank}]</span> <strong>{html.escape(hit.title)}</strong>'
         + (f' <span class="nexus-path">› {path}</span>' if path else "")
         + f'</div><div class="nexus-card-meta"><a class="nexus-source" href="{url}" '
-        f'target="_blank" rel="noopener noreferrer">{html.escape(location)}</a> · {relevance}'
+        f'target="_blank" rel="noopener noreferrer">{html.escape(where)}</a> · {relevance}'
         f'</div><div class="nexus-card-body">{_render_markdown(hit.text, terms)}</div></div>'
     )
 
@@ -192,7 +213,9 @@ def render_document(
     has_passage = start is not None and end is not None and 1 <= start <= end
     start, end = (start, end) if has_passage else (0, -1)
     assert start is not None and end is not None
-    if doc.format == "markdown":
+    if doc.format == "pdf":
+        body = _render_pages(doc.text, start, end, terms)
+    elif doc.format in MARKDOWN_TEXT:
         parts = [
             ("", "\n".join(lines[: max(start - 1, 0)])),
             ("passage", "\n".join(lines[start - 1 : end])),
@@ -219,9 +242,42 @@ def render_document(
     return (
         f'<article class="nexus-document"><header><h1>{html.escape(doc.title)}</h1>'
         f'<p class="nexus-card-meta">{html.escape(doc.source)}'
-        + (f" · lines {start}–{end} highlighted" if has_passage else "")
+        + (f" · {_span(doc.source, start, end)} highlighted" if has_passage else "")
         + f"</p></header>{body}</article>"
     )
+
+
+def _render_pages(text: str, start: int, end: int, terms: frozenset[str]) -> str:
+    """A PDF's text page by page; the passage's pages highlighted, the view opening at them."""
+    pages = []
+    for number, page in enumerate(text.split(PAGE_BREAK), start=1):
+        marked = start <= number <= end
+        anchor = "passage" if number == start else f"page-{number}"
+        css = "nexus-page nexus-passage" if marked else "nexus-page"
+        shown = _highlight(page, terms) if marked else html.escape(page)
+        pages.append(
+            f'<section id="{anchor}" class="{css}"><p class="nexus-card-meta">page {number}</p>'
+            f'<pre class="nexus-page-text">{shown}</pre></section>'
+        )
+    return "".join(pages)
+
+
+def location(source: str, start: int, end: int) -> str:
+    """Where a passage is, as a citation reads: ``guide.md:12-30``, or for a PDF, whose
+    locations are pages, ``guide.pdf p. 12`` / ``guide.pdf pp. 12–13``."""
+    if _paged(source):
+        return f"{source} {_span(source, start, end)}"
+    return f"{source}:{start}-{end}"
+
+
+def _span(source: str, start: int, end: int) -> str:
+    if _paged(source):
+        return f"p. {start}" if start == end else f"pp. {start}–{end}"
+    return f"lines {start}–{end}"
+
+
+def _paged(source: str) -> bool:
+    return source.lower().endswith(".pdf")
 
 
 def _render_markdown(text: str, terms: frozenset[str] = frozenset()) -> str:

@@ -6,6 +6,7 @@ Routes::
                       gradio_client
     /api/search       GET ?q=&k=&mode=&category=  → JSON hits
     /api/health       GET → index loaded, counts, model, build time, corpus changed since?
+    /api/documents    GET ?q=&limit=&offset=  → what was indexed, and what was skipped (why)
     /api/document     GET ?source=  → one indexed document as JSON
     /document         GET ?source=&start=&end=&q=  → the document view (HTML)
     /docs, /openapi.json   the REST API's OpenAPI description
@@ -24,6 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -282,6 +284,26 @@ def create_app(
             ),
             "problem": status.problem,
             "rebuild_command": status.rebuild_command if status.stale else None,
+        }
+
+    @app.get("/api/documents", tags=["documents"])
+    def api_documents(
+        q: Annotated[
+            str, Query(max_length=MAX_FILTER_CHARS, description="Only sources or titles with this")
+        ] = "",
+        limit: Annotated[int, Query(ge=1, le=MAX_K, description="Documents per page")] = 100,
+        offset: Annotated[int, Query(ge=0, description="Documents to skip")] = 0,
+    ) -> dict[str, Any]:
+        """What was indexed: each document with its format, category and passage count (a
+        page of them, by source), and every file the build skipped, with the reason."""
+        found = service.catalog(q)
+        return {
+            "total": len(found),
+            "documents": [
+                {**asdict(doc), "url": document_url(doc.source)}
+                for doc in found[offset : offset + limit]
+            ],
+            "skipped": [{"source": s, "reason": r} for s, r in service.skipped()],
         }
 
     @app.get("/api/document", tags=["documents"])

@@ -26,7 +26,7 @@ from ..config import SearchMode, Settings
 from ..errors import AssistantError, DocumentNotFoundError, QueryError
 from ..search.answer import Reply, relevance_floor, respond
 from ..search.assistant import Assistant, Hit
-from ..stores import StoredDocument
+from ..stores import DocumentSummary, StoredDocument
 
 __all__ = ["FeedbackLog", "IndexStatus", "NexusService", "check_source"]
 
@@ -194,6 +194,19 @@ class NexusService:
         if doc is None:
             raise DocumentNotFoundError(f"no document {source!r} in the index")
         return doc
+
+    def catalog(self, query: str = "") -> list[DocumentSummary]:
+        """The indexed documents whose source or title holds ``query`` (any case), by source."""
+        wanted = query.strip().casefold()
+        return [
+            doc
+            for doc in self.assistant.index.db.catalog()
+            if not wanted or wanted in doc.source.casefold() or wanted in doc.title.casefold()
+        ]
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """The files the last build left out, with the reason for each."""
+        return list(self.assistant.index.db.record().skipped)
 
     def rebuild(self) -> str:
         """Update the index from the corpus (incrementally) with the loaded model; the new

@@ -16,6 +16,8 @@ from ..config import SEARCH_MODES, SearchMode
 from ..errors import AssistantError
 from ..search.conversation import message_text
 from .render import (
+    DOCUMENT_COLUMNS,
+    catalog_summary,
     escape_markdown,
     hit_dict,
     render_answer,
@@ -170,6 +172,15 @@ def build_ui(
             gr.update(choices=choices),
         )
 
+    def show_catalog(query: str) -> tuple[str, list[list[Any]], list[list[str]]]:
+        """The Documents tab: a summary line, the documents matching the filter, the skips."""
+        documents, skipped = service.catalog(query or ""), service.skipped()
+        return (
+            catalog_summary(documents, skipped, filtered=bool((query or "").strip())),
+            [[d.source, d.title, d.format, d.category, d.passages] for d in documents],
+            [list(row) for row in skipped],
+        )
+
     def rebuild() -> tuple[str, Any, Any]:
         gr.Info(service.rebuild())
         return refresh_status()
@@ -211,7 +222,7 @@ def build_ui(
             "knowledge base and shows the passages it used, with their sources."
         )
         banner = gr.Markdown(visible=False, elem_classes="nexus-warning", elem_id="nexus-banner")
-        with gr.Row(equal_height=False):
+        with gr.Tab("Chat", elem_id="nexus-tab-chat"), gr.Row(equal_height=False):
             with gr.Column(scale=4):
                 chatbot = gr.Chatbot(
                     label="Conversation",
@@ -246,6 +257,25 @@ def build_ui(
                         "Rebuild index", size="sm", visible=allow_rebuild, variant="stop"
                     )
 
+        with gr.Tab("Documents", elem_id="nexus-tab-documents"):
+            doc_filter = gr.Textbox(
+                placeholder="Filter by file or title", show_label=False, elem_id="nexus-doc-filter"
+            )
+            doc_summary = gr.Markdown(elem_id="nexus-doc-summary")
+            doc_table = gr.Dataframe(
+                headers=list(DOCUMENT_COLUMNS),
+                interactive=False,
+                wrap=True,
+                elem_id="nexus-documents",
+            )
+            with gr.Accordion("Files not indexed", open=False):
+                skipped_table = gr.Dataframe(
+                    headers=["File", "Reason"],
+                    interactive=False,
+                    wrap=True,
+                    elem_id="nexus-skipped",
+                )
+
         inputs = [box, chatbot, k, mode, category, turns]
         outputs = [chatbot, box, turns]
         box.submit(answer, inputs, outputs, api_visibility="private")
@@ -259,6 +289,9 @@ def build_ui(
         demo.load(refresh_status, None, status_outputs, api_visibility="private")
         if allow_rebuild:
             rebuild_button.click(rebuild, None, status_outputs, api_visibility="private")
+        catalog_outputs = [doc_summary, doc_table, skipped_table]
+        doc_filter.change(show_catalog, [doc_filter], catalog_outputs, api_visibility="private")
+        demo.load(show_catalog, [doc_filter], catalog_outputs, api_visibility="private")
         gr.api(ask_api, api_name="ask")  # type: ignore[attr-defined]
         gr.api(search_api, api_name="search")  # type: ignore[attr-defined]
     return cast(gr.Blocks, demo)
