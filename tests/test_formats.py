@@ -144,6 +144,45 @@ def test_includes_inside_the_corpus_are_followed_and_outside_ones_named(tmp_path
     assert texts(load(root, "loop.rst")) == ["Looping page text."]  # a loop stops at once
 
 
+def test_a_version_note_explained_on_its_argument_lines_reads_as_prose(tmp_path: Path) -> None:
+    # Flask's config page: the explanation continues the directive's arguments, so docutils
+    # hands it over raw; Sphinx parses it as inline markup, and so must we.
+    page = """
+        Config
+        ======
+
+        .. versionadded:: 0.4
+           ``LOGGER_NAME``
+
+        .. versionchanged:: 1.0
+            ``LOGGER_NAME`` was removed. See
+            :doc:`/logging` for details.
+
+            Added :data:`ENV`.
+        """
+    doc = load(tmp_path, "config.rst", page)
+    assert texts(doc) == [
+        "New in version 0.4: `LOGGER_NAME`",
+        "Changed in version 1.0: `LOGGER_NAME` was removed. See logging for details.",
+        "Added `ENV`.",
+    ]
+    assert lines_of(doc, "0.4") == (4, 5)
+    assert lines_of(doc, "1.0") == (7, 9)
+
+
+def test_an_absolute_include_starts_at_the_sphinx_source_folder(tmp_path: Path) -> None:
+    # pytest's docs: the corpus is doc/, Sphinx's source folder (with conf.py) is doc/en/,
+    # and pages include "/example/..." meaning doc/en/example/...
+    root = tmp_path / "doc"
+    write(root, "en/conf.py", "project = 'demo'\n")
+    write(root, "en/example/order.py", "def test_order():\n    assert 1\n")
+    page = "Order\n=====\n\nSee below.\n\n.. literalinclude:: /example/order.py\n"
+    doc = load(root, "en/reference/fixtures.rst", page)
+    assert texts(doc)[1] == "```python\ndef test_order():\n    assert 1\n```"
+    assert doc.includes == ("en/example/order.py",)
+    assert not doc.warnings
+
+
 def test_a_page_that_is_only_an_include_is_read(tmp_path: Path) -> None:
     write(tmp_path, "CHANGES.txt", "Changes\n=======\n\nVersion 2 adds caching.\n")
     doc = load(tmp_path, "changelog.rst", ".. include:: CHANGES.txt\n")
@@ -177,6 +216,67 @@ def test_a_page_docutils_cannot_parse_falls_back_with_one_warning(
     doc = load(tmp_path, "a.rst", "Title\n=====\n\nSome :class:`Thing` text.\n")
     assert texts(doc) == ["Some :class:`Thing` text."]
     assert len(doc.warnings) == 1 and "read it line by line" in doc.warnings[0]
+
+
+# --------------------------------------------------------------------------- MyST Markdown
+
+MYST = """
+    (callbacks)=
+
+    # Callbacks
+
+    % a comment for the docs' authors
+
+    A callback gets the current {class}`~click.Context` and may raise
+    {exc}`click.BadParameter`; see {doc}`the options page <options>`.
+
+    ````{note}
+    Eager options run first.
+
+    ```python
+    ctx.exit()
+    ```
+    ````
+
+    ```{versionadded} 8.0
+    ```
+
+    ```{eval-rst}
+    .. click:example::
+
+        @click.command()
+        def hello():
+            click.echo("Hi")
+    ```
+
+    ```{code-block} console
+    $ hello --version
+    ```
+
+    ```{toctree}
+    :maxdepth: 2
+
+    options
+    ```
+    """
+
+
+def test_myst_roles_and_directives_read_as_sphinx_shows_them(tmp_path: Path) -> None:
+    doc = load(tmp_path, "callbacks.md", MYST)
+    assert doc.title == "Callbacks"
+    assert texts(doc) == [
+        "A callback gets the current `Context` and may raise\n`click.BadParameter`; "
+        "see the options page.",
+        "Note: Eager options run first.",
+        "```python\nctx.exit()\n```",
+        "New in version 8.0.",
+        '```python\n@click.command()\ndef hello():\n    click.echo("Hi")\n```',
+        "```console\n$ hello --version\n```",
+    ]
+    assert lines_of(doc, "A callback") == (7, 8)
+    assert lines_of(doc, "Eager options") == (10, 11)
+    assert lines_of(doc, "ctx.exit") == (13, 15)
+    assert lines_of(doc, "click.echo") == (22, 26)
 
 
 # --------------------------------------------------------------------------- generated HTML

@@ -8,6 +8,8 @@ read by the Markdown reader.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .documents import Document, Format, RawFile, Section, SkipFile
 from .encoding import decode_text
 
@@ -27,8 +29,9 @@ BINARY_SUFFIXES: frozenset[str] = frozenset({".pdf", ".docx"})
 # The version of each format's reader. Bump one when what it makes of a file changes: the next
 # build re-reads the documents of that format (and re-embeds only passages whose text changed).
 READER_VERSIONS: dict[str, int] = {
-    "markdown": 1,
-    "rst": 2,  # 2: docutils, Sphinx roles and directives as text, includes followed
+    "markdown": 2,  # 2: MyST roles and directives read as Sphinx shows them
+    "rst": 4,  # 2: docutils, Sphinx roles and directives as text, includes followed;
+    # 3: an include path starting with "/" starts at Sphinx's source folder
     "text": 1,
     "html": 2,  # 2: site chrome, permalinks and title suffixes of generated sites dropped
     "pdf": 1,
@@ -86,7 +89,8 @@ def _read(
         title, sections = _markdown(text, stem, warnings)
         return "notebook", title, text, sections, ()
     if suffix in (".md", ".markdown"):
-        title, sections = _markdown(text, stem, warnings)
+        root = raw.path.parents[raw.source.count("/")]
+        title, sections = _markdown(text, stem, warnings, path=raw.path, root=root)
         return "markdown", title, text, sections, ()
     if suffix in (".rst", ".txt"):
         from .rst_lines import has_rst_title
@@ -109,7 +113,9 @@ def _read(
     raise SkipFile(f"unsupported file type '{suffix}'")
 
 
-def _markdown(text: str, stem: str, warnings: list[str]) -> tuple[str, tuple[Section, ...]]:
+def _markdown(
+    text: str, stem: str, warnings: list[str], *, path: Path | None = None, root: Path | None = None
+) -> tuple[str, tuple[Section, ...]]:
     from .markdown import parse_markdown
 
-    return parse_markdown(text, stem, warnings)
+    return parse_markdown(text, stem, warnings, path=path, root=root)

@@ -39,6 +39,16 @@ from .documents import Block, Section
 from .encoding import decode
 from .rst_lines import scan_rst
 from .sections import SectionBuilder, collapse, humanise
+from .sphinx import (
+    ADMONITIONS,
+    CODE_DIRECTIVES,
+    DROPPED_DIRECTIVES,
+    NO_SIGNATURE,
+    SUFFIX_LANGUAGES,
+    VERSION_NOTES,
+    looks_like_python,
+    role_text,
+)
 
 __all__ = ["MAX_INCLUDES", "parse_rst"]
 
@@ -49,41 +59,10 @@ MAX_INCLUDES = 20
 _OTHER_LINE_BREAKS = str.maketrans(dict.fromkeys("\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
 _ROLE = re.compile(r":([A-Za-z][\w.+:-]*):`")
 _DIRECTIVE = re.compile(r"^[ \t]*\.\.[ \t]+([\w.+:-]+)::", re.MULTILINE)
-_TITLED_TARGET = re.compile(r"^(.*?)\s*<([^<>]*)>$", re.DOTALL)
 
-# Roles whose text is prose (a page title, a term, a label), not a name from the code.
-_PROSE_ROLES = frozenset(
-    {"doc", "ref", "term", "abbr", "dfn", "numref", "guilabel", "menuselection", "download"}
-    | {"pep", "rfc", "manpage", "title", "ticket", "commit", "issue", "pr", "user", "sup", "sub"}
-)
 # Roles docutils knows but Sphinx redefines (``:pep:`title <8>``` is Sphinx's alone).
 _SPHINX_OVERRIDES = frozenset({"pep", "rfc"})
-# Directives whose content is code, shown as it is.
-_CODE_DIRECTIVES = frozenset(
-    {"code-block", "sourcecode", "code", "doctest", "testcode", "testoutput", "console"}
-    | {"ipython", "jinja", "highlight-block", "prompt", "parsed-literal"}
-)
-# Navigation, markup for the renderer and hidden setup: nothing a reader sees as text.
-_DROPPED_DIRECTIVES = frozenset(
-    {"toctree", "index", "highlight", "currentmodule", "module", "contents", "raw", "meta"}
-    | {"tabularcolumns", "sectionauthor", "moduleauthor", "codeauthor", "program", "autosummary"}
-    | {"testsetup", "testcleanup", "spelling:word-list", "rst-class", "cssclass", "sectnum"}
-    | {"target-notes", "header", "footer", "default-domain", "py:currentmodule", "py:module"}
-)
-# Directives whose arguments are a condition or a label, not a signature to keep.
-_NO_SIGNATURE = frozenset({"only", "ifconfig", "tabs", "glossary", "hlist", "centered"})
 _PAGE = "nexus_page"  # the attribute of a parsed document that holds its _Page
-_VERSION_NOTES = {
-    "versionadded": "New in version",
-    "versionchanged": "Changed in version",
-    "deprecated": "Deprecated since version",
-    "versionremoved": "Removed in version",
-}
-_ADMONITIONS = {
-    "seealso": "See also",
-    "todo": "To do",
-}
-
 _LOCK = threading.Lock()  # docutils' role and directive registries are process-wide
 _ENGLISH: Any = english  # docutils' name lookups take a language module
 
@@ -98,6 +77,17 @@ class _Page:
     warnings: list[str]
     lines: list[str] = field(default_factory=list)  # the page's own text, line by line
     included: dict[str, tuple[int, int]] = field(default_factory=dict)  # file -> lines in page
+
+    @property
+    def source_root(self) -> Path:
+        """Where an include path starting with "/" starts: Sphinx's source folder (the nearest
+        one above the page holding ``conf.py``), else the corpus root."""
+        for folder in (self.folder, *self.folder.parents):
+            if (folder / "conf.py").is_file():
+                return folder
+            if folder == self.root or not folder.is_relative_to(self.root):
+                break
+        return self.root
 
     @property
     def own(self) -> str:
@@ -173,9 +163,9 @@ def _learn_markup(text: str, document: nodes.document) -> None:
     for name in set(_DIRECTIVE.findall(text)):
         if name in ("include", "literalinclude"):
             directives.register_directive(name, _Include)
-        elif name in _CODE_DIRECTIVES and name != "parsed-literal":
+        elif name in CODE_DIRECTIVES and name != "parsed-literal":
             directives.register_directive(name, _CodeBlock)
-        elif name in _DROPPED_DIRECTIVES:
+        elif name in DROPPED_DIRECTIVES:
             directives.register_directive(name, _Dropped)
         elif directives.directive(name, _ENGLISH, document)[0] is None:
             directives.register_directive(name, _Generic)
@@ -191,19 +181,8 @@ def _role(
     content: Any = None,
 ) -> tuple[list[nodes.Node], list[nodes.system_message]]:
     """Any Sphinx role: its visible text, as Sphinx would show it."""
-    text = utils.unescape(text)
-    titled = _TITLED_TARGET.match(text)
-    short = name.rsplit(":", 1)[-1]
-    if titled and titled.group(1):
-        shown = titled.group(1)
-    else:
-        shown = (titled.group(2) if titled else text).lstrip("!")
-        if shown.startswith("~"):  # only the last part of a dotted name
-            shown = shown[1:].rsplit(".", 1)[-1]
-        elif short == "doc":  # the page's title is not known here: its name stands in
-            shown = re.split(r"[/:]", shown)[-1].replace("-", " ").replace("_", " ")
-    node = nodes.inline if short in _PROSE_ROLES else nodes.literal
-    return [node(rawtext, shown)], []
+    shown, code = role_text(name, utils.unescape(text))
+    return [(nodes.literal if code else nodes.inline)(rawtext, shown)], []
 
 
 class _AnyOptions(dict[str, Any]):
@@ -252,8 +231,24 @@ class _Generic(_Located):
     def run(self) -> list[nodes.Node]:
         node = self.place(nodes.container(classes=["nexus-directive"]))
         node["directive"] = self.name
-        node["arguments"] = " ".join(self.arguments) if self.name not in _NO_SIGNATURE else ""
-        self.state.nested_parse(self.content, self.content_offset, node)
+        node["arguments"] = " ".join(self.arguments) if self.name not in NO_SIGNATURE else ""
+        if self.name in VERSION_NOTES and node["arguments"]:
+            # As Sphinx reads it: the version, then an explanation that is inline markup.
+            version, _, explanation = node["arguments"].partition(" ")
+            node["arguments"] = version
+            if explanation.strip():
+                parsed, _ = self.state.inline_text(explanation.strip(), self.lineno)
+                header = self.block_text.split("\n\n", 1)[0].rstrip()  # the argument lines
+                paragraph = nodes.paragraph(header, "", *parsed)
+                paragraph.source, paragraph.line = node.source, node.line
+                node += paragraph
+        code = "\n".join(self.content)
+        if looks_like_python(code):  # a project's example directive: a program, not prose
+            block = self.place(nodes.literal_block(code, code))
+            block["language"] = "python"
+            node += block
+        else:
+            self.state.nested_parse(self.content, self.content_offset, node)
         return [node]
 
 
@@ -265,7 +260,7 @@ class _Include(_Located):
         target = self.arguments[0].strip() if self.arguments else ""
         if not target or target.startswith("<"):  # docutils' standard definition files
             return []
-        base = page.root if target.startswith("/") else page.folder
+        base = page.source_root if target.startswith("/") else page.folder
         path = (base / target.lstrip("/")).resolve()
         if not path.is_relative_to(page.root):
             page.warnings.append(f"{self.name} of {target} points outside the corpus; not read")
@@ -284,7 +279,11 @@ class _Include(_Located):
         text = _excerpt(text, self.options)
         if self.name == "literalinclude" or "literal" in self.options or "code" in self.options:
             block = nodes.literal_block(text, text, source=key, line=1)
-            block["language"] = self.options.get("language") or self.options.get("code") or ""
+            block["language"] = (
+                self.options.get("language")
+                or self.options.get("code")
+                or SUFFIX_LANGUAGES.get(path.suffix.lower(), "")
+            )
             return [block]
         tab_width = self.state.document.settings.tab_width
         self.state_machine.insert_input(string2lines(text, tab_width, True), key)
@@ -472,12 +471,12 @@ class _Walker:
 
     def directive(self, node: nodes.Element, depth: int) -> None:
         name, signature = str(node["directive"]), str(node["arguments"]).strip()
-        if name in _VERSION_NOTES:
-            label = f"{_VERSION_NOTES[name]} {signature}".strip()
+        if name in VERSION_NOTES:
+            label = f"{VERSION_NOTES[name]} {signature}".strip()
             self.labelled_body(node, depth, label)
             return
-        if name in _ADMONITIONS:
-            self.labelled_body(node, depth, _ADMONITIONS[name])
+        if name in ADMONITIONS:
+            self.labelled_body(node, depth, ADMONITIONS[name])
             return
         if signature:
             lines = [_code_span(line) for line in signature.split("\n") if line.strip()]
