@@ -22,6 +22,7 @@ __all__ = [
     "KEYWORD_STOP_WORDS",
     "SENTENCE_END",
     "WORD",
+    "asks_about_changes",
     "keyword_token_ids",
     "keyword_tokens",
     "load_bm25s",
@@ -57,6 +58,19 @@ FUNCTION_WORDS = KEYWORD_STOP_WORDS | frozenset(
     used using versus very via vs want way ways we were what when where whether which while who
     whom why would you your yours""".split()  # noqa: SIM905 - a word list reads best as text
 )
+
+# A question about what changed between releases: it is release notes' own subject.
+_ABOUT_CHANGES = re.compile(
+    r"\b(?:release[sd]?|changelog|change ?log|changes|changed|what'?s new|new in|upgrad\w*|"
+    r"deprecat\w*|removed|versions?|\d+\.\d+)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_about_changes(question: str) -> bool:
+    """Whether a question asks what changed (in a release, since a version)."""
+    return _ABOUT_CHANGES.search(question) is not None
+
 
 # How keyword indexes analyse text unless their manifest says otherwise.
 KEYWORD_ANALYSIS: dict[str, Any] = {

@@ -59,6 +59,14 @@ _MILVUS_URI = click.option(
 )
 
 
+_RERANKER = click.option(
+    "--reranker",
+    default=None,
+    help="A sentence-transformers cross-encoder (name or local path) that re-scores the best "
+    "passages of each search.  [default: none, or $NEXUS_RERANKER]",
+)
+
+
 def _settings(**overrides: Any) -> Settings:
     try:
         return Settings.from_env(**overrides)
@@ -195,6 +203,7 @@ def build(
 @click.option("--path", "path_glob", default=None, help="Only documents matching this glob.")
 @_BACKEND
 @_MILVUS_URI
+@_RERANKER
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 def search(
     query: str | None,
@@ -205,6 +214,7 @@ def search(
     path_glob: str | None,
     backend: str | None,
     milvus_uri: str | None,
+    reranker: str | None,
     as_json: bool,
 ) -> None:
     """Search the index; the query comes from the argument, or from stdin when it is "-".
@@ -217,7 +227,12 @@ def search(
     from .search.assistant import Assistant
 
     settings = _settings(
-        index_dir=index_dir, top_k=k, mode=mode, backend=backend, milvus_uri=milvus_uri
+        index_dir=index_dir,
+        top_k=k,
+        mode=mode,
+        backend=backend,
+        milvus_uri=milvus_uri,
+        reranker=reranker,
     )
     if query is None or query == "-":
         # Longer input is refused anyway; reading no further bounds memory on endless input.
@@ -359,6 +374,7 @@ def _list_contents(index: IndexReader, *, documents: bool, skipped: bool, as_jso
 @_BACKEND
 @_STORE
 @_MILVUS_URI
+@_RERANKER
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -387,6 +403,7 @@ def evaluate(
     backend: str | None,
     store: str | None,
     milvus_uri: str | None,
+    reranker: str | None,
     out: Path | None,
     plot: Path | None,
     whole_documents: bool,
@@ -419,7 +436,13 @@ def evaluate(
     from .search.answer import relevance_floor
     from .search.assistant import Assistant
 
-    settings = _settings(index_dir=index_dir, backend=backend, store=store, milvus_uri=milvus_uri)
+    settings = _settings(
+        index_dir=index_dir,
+        backend=backend,
+        store=store,
+        milvus_uri=milvus_uri,
+        reranker=reranker,
+    )
     modes = modes or SEARCH_MODES
     if not question_files and not beir_dirs:
         question_files = (Path("benchmarks/questions.jsonl"),)
@@ -484,6 +507,11 @@ def _search_settings(settings: Settings) -> dict[str, Any]:
         "keyword_peak_low",
         "keyword_peak_high",
         "rrf_k",
+        "heading_weight",
+        "document_weight",
+        "document_passages",
+        "context_chunks",
+        "reranker",
     )
     return {name: getattr(settings, name) for name in names}
 
@@ -536,6 +564,7 @@ def _show_beir(row: dict[str, Any], as_json: bool) -> None:
 @click.option("--no-build", is_flag=True, help="Serve the index as it is, even if stale.")
 @_STORE
 @_MILVUS_URI
+@_RERANKER
 @click.option(
     "--allow-rebuild",
     is_flag=True,
@@ -555,6 +584,7 @@ def serve(
     no_build: bool,
     store: str | None,
     milvus_uri: str | None,
+    reranker: str | None,
     allow_rebuild: bool,
     feedback: Path,
 ) -> None:
@@ -573,7 +603,11 @@ def serve(
     from .web.server import serve as run_server
 
     settings = _settings(
-        corpus_dir=corpus_dir, index_dir=index_dir, store=store, milvus_uri=milvus_uri
+        corpus_dir=corpus_dir,
+        index_dir=index_dir,
+        store=store,
+        milvus_uri=milvus_uri,
+        reranker=reranker,
     )
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("assistant").setLevel(logging.INFO)

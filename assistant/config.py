@@ -103,6 +103,32 @@ class Settings:
             that single out a few passages, where it helps. Fitted on SciFact train, CoSQA dev
             and our question sets (``benchmarks/studies/keyword-peak.md``); 0 and 0 give every
             query the full weight.
+        heading_weight: Share of the heading field in fusion: BM25 over each passage's
+            heading path alone, so a question that names a section's subject finds that
+            section, not a passage that mentions it in passing. Scaled by the keyword list's
+            peak like ``keyword_weight``. 0 turns the field off.
+        document_weight, document_passages: Document evidence: each passage's fused score is
+            raised by ``document_weight`` times the mean of the best (up to
+            ``document_passages``) fused scores of its document, so a passage from a document
+            that answers the question throughout beats a lone lucky match elsewhere. 0 turns
+            it off.
+        context_chunks: How many neighbouring passages of the same section a hit shows on
+            each side ("small to big"): passages stay small for precise matching, while the
+            reader (and the cited answer) sees the sentence that answers, which often stands
+            just before or after the match. Hits of one section are shown once.
+        reranker: A sentence-transformers cross-encoder (name or local path) that re-scores
+            the best ``rerank_candidates`` passages of every search, question and passage read
+            together. Empty (default) for none: no reranker weights ship with Nexus.
+        rerank_candidates: How many of the best passages the reranker re-scores.
+        release_notes_penalty: How far release notes (changelogs, "what's new" pages: see
+            ``ingest.documents.release_notes``) step back in hybrid ranking, in fused-score
+            units, unless the question asks what changed. They speak of every topic at once
+            and answered none of the how-to questions of our external sets; on pytest's docs
+            2 lifted hit@1 from 0.689 to 0.738 (``benchmarks/studies/ranking.md``). 0 turns it
+            off.
+        max_per_document: The most cards one document takes before every other document's
+            turn (its further passages follow after): five cards from one page hide the
+            neighbouring pages that also answer. 0 for no cap.
         keyword_k1, keyword_b: BM25's term-frequency saturation and length normalization for
             new builds (an index keeps the values it was built with). Lucene's defaults; b =
             0.5 scored a little higher on SciFact and CoSQA but not on our question sets
@@ -161,6 +187,14 @@ class Settings:
     keyword_weight: float = 0.4
     keyword_peak_low: float = 0.2
     keyword_peak_high: float = 0.35
+    heading_weight: float = 0.1
+    document_weight: float = 0.5
+    document_passages: int = 3
+    context_chunks: int = 1
+    release_notes_penalty: float = 2.0
+    max_per_document: int = 3
+    reranker: str = ""
+    rerank_candidates: int = 20
     keyword_k1: float = 1.2
     keyword_b: float = 0.75
     split_identifiers: str = "none"
@@ -204,6 +238,16 @@ class Settings:
                 "keyword_peak_low and keyword_peak_high must satisfy 0 <= low <= high <= 1, got "
                 f"{self.keyword_peak_low} and {self.keyword_peak_high}"
             )
+        if self.heading_weight < 0 or self.document_weight < 0 or self.document_passages < 1:
+            raise ConfigError(
+                "heading_weight and document_weight must be 0 or more and document_passages at "
+                f"least 1, got {self.heading_weight}, {self.document_weight} and "
+                f"{self.document_passages}"
+            )
+        if self.rerank_candidates < 1:
+            raise ConfigError(f"rerank_candidates must be at least 1, got {self.rerank_candidates}")
+        if not 0 <= self.context_chunks <= 8:
+            raise ConfigError(f"context_chunks must be between 0 and 8, got {self.context_chunks}")
         if self.keyword_k1 <= 0 or not 0 <= self.keyword_b <= 1:
             raise ConfigError(
                 f"keyword_k1 must be above 0 and keyword_b in [0, 1], got {self.keyword_k1} "

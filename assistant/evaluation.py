@@ -270,7 +270,7 @@ def _alone_and_in_context(
     in_context: list[tuple[list[str], Sequence[str]]] = []
     folded = 0
     for q, previous in pairs:
-        query = contextual_query(q.question, [previous])
+        query = contextual_query(q.question, [previous], similarity=nexus.similarity)
         folded += query.folded
         for text, out in ((q.question, alone), (query.text, in_context)):
             hits = nexus.search(text, k=30, mode=mode)

@@ -162,6 +162,20 @@ def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     )
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's vector extensions that move speed figures (AVX2, AVX-512, VNNI), to record
+    beside them: the machines this runs on differ from session to session."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
+        [],
+    )
+    return sorted(f for f in set(flags) if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni"})
+
+
 # --------------------------------------------------------------------------- output
 
 

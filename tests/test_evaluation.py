@@ -172,7 +172,9 @@ def test_a_passage_counts_only_from_a_right_file_and_holding_a_key_term(
     from assistant.evaluation import evaluate_answers, evaluate_questions
 
     build_index(corpus, index_dir, settings=settings, encoder=encoder)
-    nexus = Assistant.load(index_dir, settings=settings, encoder=encoder)
+    # Each passage alone, without its neighbours, so the first one lacks the SQL.
+    alone = settings.replace(context_chunks=0)
+    nexus = Assistant.load(index_dir, settings=alone, encoder=encoder)
     rows = [
         {  # the right file is first, but its first passage lacks the term
             "id": "lock",

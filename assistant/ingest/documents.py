@@ -6,15 +6,53 @@ search) can name these types without loading a single document parser.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["MARKDOWN_TEXT", "Block", "Document", "Format", "RawFile", "Section", "SkipFile"]
+__all__ = [
+    "MARKDOWN_TEXT",
+    "Block",
+    "Document",
+    "Format",
+    "RawFile",
+    "Section",
+    "SkipFile",
+    "paged",
+    "release_notes",
+]
 
 Format = Literal["markdown", "rst", "text", "html", "pdf", "docx", "notebook"]
 # Formats whose document text is Markdown (converted from the file where it is not).
 MARKDOWN_TEXT: frozenset[str] = frozenset({"markdown", "docx", "notebook"})
+
+
+def paged(source: str) -> bool:
+    """Whether a document's locations are pages rather than lines (a PDF's are): its blocks'
+    "lines" are page numbers, citations name pages, and a passage is read within its page."""
+    return source.lower().endswith(".pdf")
+
+
+# Release notes name themselves by a folder or file name (changelog.rst, releases/5.0.txt,
+# history/whatsnew-5.1.rst, news.rst, announce/release-9.0.rst) or by their title.
+_RELEASE_NAME = re.compile(
+    r"(?:change[-_]?log|changes|history|news|release[-_]?notes?|releases|whats[-_]?new|"
+    r"announce(?:ments?)?)(?:[-_.]?v?\d[\w.-]*)?"
+)
+_RELEASE_TITLE = re.compile(r"^(?:change ?log|changes|history|news)\b|release notes|what'?s new")
+
+
+def release_notes(source: str, title: str = "") -> bool:
+    """Whether a document is release notes (a changelog, a "what's new" page): it describes
+    what changed, in the words of every topic at once, rarely how to do something."""
+    names = [
+        part.rsplit(".", 1)[0] if i == 0 else part
+        for i, part in enumerate(reversed(source.lower().split("/")))
+    ]
+    return any(_RELEASE_NAME.fullmatch(name) for name in names) or bool(
+        _RELEASE_TITLE.search(title.lower())
+    )
 
 
 @dataclass(frozen=True)

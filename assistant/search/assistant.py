@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis import asks_about_changes
 from ..config import SEARCH_MODES, SearchMode, Settings
 from ..encoders import (
     Encoder,
@@ -23,14 +24,26 @@ from ..encoders import (
     serving_backend,
 )
 from ..errors import AssistantError, IndexMismatchError, QueryError
-from ..ingest.chunking import HEADING_SEPARATOR
-from ..stores import IndexReader, Manifest, current_generation, open_index
-from .fusion import PEAK_RANK, Candidates, fuse, keyword_peak
+from ..ingest.chunking import HEADING_SEPARATOR, Chunk
+from ..stores import IndexReader, Layout, Manifest, current_generation, open_index
+from .fusion import (
+    PEAK_RANK,
+    Candidates,
+    add_document_evidence,
+    demote,
+    diversify,
+    fuse,
+    keyword_peak,
+)
 from .query import check_filter, check_k, clean_query
+from .rerank import Reranker
 
 __all__ = ["Assistant", "Hit"]
 
 log = logging.getLogger(__name__)
+
+# The chunker repeats at most a few sentences between neighbours: far less than this.
+_MAX_OVERLAP_CHARS = 1_500
 
 
 @dataclass(frozen=True)
@@ -71,11 +84,18 @@ class Assistant:
         >>> hits[0].source, hits[0].heading_path                  # doctest: +SKIP
     """
 
-    def __init__(self, index: IndexReader, encoder: Encoder, settings: Settings) -> None:
+    def __init__(
+        self,
+        index: IndexReader,
+        encoder: Encoder,
+        settings: Settings,
+        reranker: Reranker | None = None,
+    ) -> None:
         _check_encoder(index.manifest, encoder)
         self.index = index
         self.encoder = encoder
         self.settings = settings
+        self.reranker = reranker
         self._embed_query = lru_cache(maxsize=1024)(self._embed_uncached)
 
     @classmethod
@@ -127,7 +147,14 @@ class Assistant:
                 built_with,
                 cache_dir=Path(index_dir) / "encoders",
             )
-        return cls(index, encoder, settings)
+        reranker = None
+        if settings.reranker:
+            from .rerank import load_reranker
+
+            reranker = load_reranker(
+                settings.reranker, device=settings.device, offline=settings.offline
+            )
+        return cls(index, encoder, settings, reranker)
 
     @property
     def manifest(self) -> Manifest:
@@ -146,6 +173,14 @@ class Assistant:
         log.info("switched to index generation %s", fresh.manifest.generation)
         del old  # closed when the last search using it lets go
         return True
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The question's vector as a search embeds it (cached with the search's)."""
+        return self._embed_query(clean_query(query, self.settings.max_query_chars))
+
+    def similarity(self, a: str, b: str) -> float:
+        """The cosine of two questions' vectors: how much they share a topic."""
+        return float(self.query_vector(a) @ self.query_vector(b))
 
     def _embed_uncached(self, query: str) -> np.ndarray:
         vector: np.ndarray = self.encoder.encode([query], kind="query")[0]
@@ -184,7 +219,19 @@ class Assistant:
             keyword_ids, keyword_scores = index.keyword_search(text, max(n, PEAK_RANK), allowed)
             peak = keyword_peak(keyword_scores)
             keyword_ids, keyword_scores = keyword_ids[:n], keyword_scores[:n]
-        return Candidates(qvec, dense_ids, dense_scores, keyword_ids, keyword_scores, peak)
+        heading_ids, heading_scores = empty_ids, empty_scores
+        if mode == "hybrid" and self.settings.heading_weight > 0:
+            heading_ids, heading_scores = index.heading_search(text, n, allowed)
+        return Candidates(
+            qvec,
+            dense_ids,
+            dense_scores,
+            keyword_ids,
+            keyword_scores,
+            peak,
+            heading_ids,
+            heading_scores,
+        )
 
     def search(
         self,
@@ -228,36 +275,66 @@ class Assistant:
                 return []
         n = max(settings.candidates, 3 * k)
         found = self._candidates(index, text, n, mode, allowed)
-        ranked = fuse(found, settings) if mode == "hybrid" else found.ranking(mode)
-        qvec = found.query_vector
-        dense_ids, keyword_ids = found.dense_ids.tolist(), found.keyword_ids.tolist()
-
-        if dedupe:
-            ranked = _drop_near_duplicates(index, ranked, k, settings.dedupe_threshold)
-        ranked = ranked[:k]
-        ids = [cid for cid, _ in ranked]
-        chunks = index.db.chunks(ids)
-        cosines = (index.vectors_of(ids) @ qvec).tolist() if qvec is not None and ids else []
-        dense_rank = {cid: r for r, cid in enumerate(dense_ids, start=1)}
-        keyword_rank = {cid: r for r, cid in enumerate(keyword_ids, start=1)}
-        return [
-            Hit(
-                rank=position,
-                score=float(score),
-                source=chunks[cid].source,
-                title=chunks[cid].title,
-                headings=chunks[cid].headings,
-                text=chunks[cid].text,
-                start_line=chunks[cid].start_line,
-                end_line=chunks[cid].end_line,
-                category=chunks[cid].category,
-                chunk_id=int(cid),
-                dense_score=float(cosines[position - 1]) if cosines else None,
-                dense_rank=dense_rank.get(cid),
-                keyword_rank=keyword_rank.get(cid),
+        layout = index.db.layout()
+        if mode == "hybrid":
+            ranked = add_document_evidence(
+                fuse(found, settings),
+                layout.document,
+                settings.document_weight,
+                settings.document_passages,
             )
-            for position, (cid, score) in enumerate(ranked, start=1)
-        ]
+            if not asks_about_changes(text):  # release notes answer just that kind
+                ranked = demote(ranked, layout.release_notes, settings.release_notes_penalty)
+        else:
+            ranked = found.ranking(mode)
+        if self.reranker is not None:
+            ranked = self._rerank(index, text, ranked)
+        ranked = _one_per_section(ranked, layout.section)
+        if dedupe:  # enough left over for the diversity cap and the cards to choose from
+            ranked = _drop_near_duplicates(index, ranked, 2 * k, settings.dedupe_threshold)
+        ranked = diversify(ranked, layout.document, settings.max_per_document)
+        return self._hits(index, found, _cards(ranked, layout, settings.context_chunks, k))
+
+    def _rerank(
+        self, index: IndexReader, question: str, ranked: list[tuple[int, float]]
+    ) -> list[tuple[int, float]]:
+        """The best candidates in the order the cross-encoder scores them, the rest after."""
+        assert self.reranker is not None
+        head = ranked[: self.settings.rerank_candidates]
+        chunks = index.db.chunks([cid for cid, _ in head])
+        scores = self.reranker.scores(question, [chunks[cid].embed_text for cid, _ in head])
+        rescored = sorted(zip([cid for cid, _ in head], scores, strict=True), key=lambda p: -p[1])
+        return rescored + ranked[len(head) :]
+
+    def _hits(self, index: IndexReader, found: Candidates, cards: list[_Card]) -> list[Hit]:
+        """The cards as hits: each passage shown with the passages around it."""
+        ids = [card.chunk_id for card in cards]
+        chunks = index.db.chunks(sorted({cid for card in cards for cid in card.shown}))
+        qvec = found.query_vector
+        cosines = (index.vectors_of(ids) @ qvec).tolist() if qvec is not None and ids else []
+        dense_rank = {cid: r for r, cid in enumerate(found.dense_ids.tolist(), start=1)}
+        keyword_rank = {cid: r for r, cid in enumerate(found.keyword_ids.tolist(), start=1)}
+        hits = []
+        for position, card in enumerate(cards, 1):
+            chunk, parts = chunks[card.chunk_id], [chunks[i] for i in card.shown]
+            hits.append(
+                Hit(
+                    rank=position,
+                    score=card.score,
+                    source=chunk.source,
+                    title=chunk.title,
+                    headings=chunk.headings,
+                    text=_joined(chunk.headings, parts),
+                    start_line=min(part.start_line for part in parts),
+                    end_line=max(part.end_line for part in parts),
+                    category=chunk.category,
+                    chunk_id=card.chunk_id,
+                    dense_score=float(cosines[position - 1]) if cosines else None,
+                    dense_rank=dense_rank.get(card.chunk_id),
+                    keyword_rank=keyword_rank.get(card.chunk_id),
+                )
+            )
+        return hits
 
 
 def _open_served(
@@ -291,10 +368,87 @@ def _check_encoder(manifest: Manifest, encoder: Encoder) -> None:
     raise IndexMismatchError(f"cannot search this index with the encoder: {mismatch}; {hint}")
 
 
+def _one_per_section(
+    ranked: list[tuple[int, float]], section_of: np.ndarray
+) -> list[tuple[int, float]]:
+    """The best passage of each section: the others are shown around it (see ``_hits``)."""
+    seen: set[int] = set()
+    kept = []
+    for cid, score in ranked:
+        section = int(section_of[cid])
+        if section not in seen:
+            seen.add(section)
+            kept.append((cid, score))
+    return kept
+
+
+@dataclass(frozen=True)
+class _Card:
+    """A ranked passage and the passages shown with it (itself included, in document order)."""
+
+    chunk_id: int
+    score: float
+    shown: tuple[int, ...]
+
+
+def _cards(ranked: list[tuple[int, float]], layout: Layout, width: int, k: int) -> list[_Card]:
+    """The first ``k`` ranked passages, each with up to ``width`` passages on each side: before
+    it from its own section, after it from its section and the sections nested in it (an
+    answer often stands under a sub-heading right after the passage that matched). A passage
+    already shown on a better card does not get a card of its own."""
+    cards: list[_Card] = []
+    seen: set[int] = set()
+    last = len(layout.section) - 1
+    for cid, score in ranked:
+        if cid in seen:
+            continue
+        path, section = layout.paths[cid], layout.section[cid]
+        low = high = cid
+        while low > 0 and cid - low < width and layout.section[low - 1] == section:
+            low -= 1
+        while high < last and high - cid < width and _continues(layout, high + 1, section, path):
+            high += 1
+        shown = tuple(range(low, high + 1))
+        seen.update(shown)
+        cards.append(_Card(int(cid), float(score), shown))
+        if len(cards) == k:
+            break
+    return cards
+
+
+def _continues(layout: Layout, cid: int, section: int, path: tuple[str, ...]) -> bool:
+    """Whether chunk ``cid`` belongs with a card of ``section`` (heading ``path``): it is in
+    that section, or in one nested under it in the same document."""
+    if layout.section[cid] == section:
+        return True
+    other = layout.paths[cid]
+    same_document = layout.document[cid] == layout.document[cid - 1]
+    return same_document and len(other) > len(path) and other[: len(path)] == path
+
+
+def _joined(headings: tuple[str, ...], parts: list[Chunk]) -> str:
+    """Consecutive passages as one text, without the overlap the chunker repeats between
+    them (the start of one is the end of the one before); a passage from a nested section
+    opens with its heading."""
+    joined, shown_path = parts[0].text, headings
+    for part in parts[1:]:
+        text = part.text
+        head = text[:40]
+        at = joined.rfind(head, max(0, len(joined) - _MAX_OVERLAP_CHARS)) if head else -1
+        if at >= 0 and text.startswith(joined[at:]):
+            text = text[len(joined) - at :]
+        if part.headings != shown_path:
+            shown_path = part.headings
+            text = f"#### {part.headings[-1]}\n\n{text.lstrip()}"
+        if text.strip():
+            joined += "\n\n" + text.lstrip()
+    return joined
+
+
 def _drop_near_duplicates(
     index: IndexReader, ranked: list[tuple[int, float]], k: int, threshold: float
 ) -> list[tuple[int, float]]:
-    """Keep a hit only if no better kept hit has a cosine above ``threshold`` with it."""
+    """The first ``k`` hits that no better kept hit has a cosine above ``threshold`` with."""
     if len(ranked) < 2:
         return ranked
     pool = ranked[: 3 * k]

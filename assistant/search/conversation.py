@@ -10,13 +10,14 @@ polluted: folding an unrelated question costs far more than a missed fold (see t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..analysis import FUNCTION_WORDS, words
 
 __all__ = [
+    "RELATED",
     "SearchQuery",
     "contextual_query",
     "history_questions",
@@ -53,6 +54,10 @@ _ANAPHORS = frozenset(
 # Words that only make sense next to an earlier statement ("the same key", "also run").
 _BACK_REFERENCES = frozenset({"same", "also", "too", "instead", "either", "else", "then"})
 
+# Below this cosine two questions are on different topics: follow-ups on the bundled question
+# sets score 0.03 to 0.44 with the question before, unrelated questions -0.11 to 0.11
+# (benchmarks/studies/conversation.md).
+RELATED = 0.12
 # A message with at most this many subject words rarely names its topic ("timeouts?").
 _MAX_SUBJECTLESS_WORDS = 2
 # A pronoun points back only in a message that names little else: "does that work with
@@ -82,37 +87,56 @@ def _without_fillers(tokens: list[str]) -> list[str]:
 
 def leans_on_context(message: str) -> bool:
     """Whether a message reads like a follow-up that needs the previous question to make sense."""
+    return _lean(message) is not None
+
+
+def _lean(message: str) -> str | None:
+    """How a message leans on the one before: ``"plainly"`` (it opens with a connective, or
+    has no words of its own), ``"maybe"`` (few subject words, or words that point back), or
+    None (it stands on its own)."""
     tokens = words(message)
     if not tokens:
-        return False
+        return None
     tokens = _without_fillers(tokens)
     if not tokens:
-        return True  # "ok, thanks" alone: nothing of its own to search
+        return "plainly"  # "ok, thanks" alone: nothing of its own to search
     opening = " ".join(tokens[:3])
     if any(opening == c or opening.startswith(c + " ") for c in _CONNECTIVES):
-        return True
+        return "plainly"
     subject = [w for w in tokens if w not in FUNCTION_WORDS and not w.isdigit()]
-    if len(subject) <= _MAX_SUBJECTLESS_WORDS:
-        return True
-    if any(w in _BACK_REFERENCES for w in tokens):
-        return True
-    return len(subject) <= _MAX_WORDS_WITH_ANAPHOR and any(w in _ANAPHORS for w in tokens)
+    if not subject:
+        return "plainly"
+    if len(subject) <= _MAX_SUBJECTLESS_WORDS or any(w in _BACK_REFERENCES for w in tokens):
+        return "maybe"
+    if len(subject) <= _MAX_WORDS_WITH_ANAPHOR and any(w in _ANAPHORS for w in tokens):
+        return "maybe"
+    return None
 
 
 def contextual_query(
-    message: str, previous: Sequence[str] = (), max_chars: int | None = None
+    message: str,
+    previous: Sequence[str] = (),
+    max_chars: int | None = None,
+    *,
+    similarity: Callable[[str, str], float] | None = None,
 ) -> SearchQuery:
     """The query to search for ``message`` given the user's earlier questions, oldest first.
 
     Only the latest earlier question is folded in: it is what a follow-up almost always leans
-    on, and older turns drift off topic. With ``max_chars`` the folded query keeps within the
-    query length limit by shortening the borrowed question, never the message.
+    on, and older turns drift off topic. A message that only maybe leans on it ("cache
+    stampede", "is it safe to ...") is folded only when ``similarity`` (the cosine of the two
+    questions' vectors) says they share a topic: a question that starts a new topic is
+    searched as asked. With ``max_chars`` the folded query keeps within the query length
+    limit by shortening the borrowed question, never the message.
     """
     message = message.strip()
     earlier = [p.strip() for p in previous if p and p.strip()]
-    if not earlier or not leans_on_context(message):
+    lean = _lean(message)
+    if not earlier or lean is None:
         return SearchQuery(message)
     context = earlier[-1]
+    if lean == "maybe" and similarity is not None and similarity(message, context) < RELATED:
+        return SearchQuery(message)
     if max_chars is not None:
         context = context[: max(max_chars - len(message) - 1, 0)].strip()
         if not context:

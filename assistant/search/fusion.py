@@ -9,7 +9,7 @@ the alternatives measured in the benchmarks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..config import SearchMode, Settings
 __all__ = [
     "PEAK_RANK",
     "Candidates",
+    "add_document_evidence",
+    "demote",
+    "diversify",
     "fuse",
     "keyword_peak",
     "keyword_share",
@@ -51,7 +54,8 @@ class Candidates:
 
     ``query_vector`` is None when the query was not embedded (keyword mode).
     ``keyword_peak`` is :func:`keyword_peak` of the keyword list; None when it was not
-    measured (the full keyword weight applies).
+    measured (the full keyword weight applies). ``heading_ids`` / ``heading_scores`` are the
+    heading field's BM25 list (hybrid mode only).
     """
 
     query_vector: np.ndarray | None
@@ -60,6 +64,8 @@ class Candidates:
     keyword_ids: np.ndarray
     keyword_scores: np.ndarray
     keyword_peak: float | None = None
+    heading_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    heading_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     def ranking(self, mode: SearchMode) -> list[tuple[int, float]]:
         """One retriever's own list: cosines in semantic mode, BM25 scores in keyword mode."""
@@ -129,22 +135,77 @@ def keyword_share(peak: float | None, low: float, high: float) -> float:
 
 
 def fuse(found: Candidates, settings: Settings) -> list[tuple[int, float]]:
-    """Hybrid ranking of the candidates of both retrievers, best first.
+    """Hybrid ranking of the candidates of the retrievers, best first.
 
-    The keyword list weighs ``settings.keyword_weight`` scaled by :func:`keyword_share` of its
-    peak; the weight is one number per query, so passages with equal scores stay tied.
+    The keyword list weighs ``settings.keyword_weight`` and the heading field's list
+    ``settings.heading_weight``, both scaled by :func:`keyword_share` of the keyword list's
+    peak (flat BM25 scores say the query's words are common: both lexical lists then count
+    less); the weights are one number per query, so passages with equal scores stay tied.
     """
-    weight = settings.keyword_weight * keyword_share(
-        found.keyword_peak, settings.keyword_peak_low, settings.keyword_peak_high
-    )
+    share = keyword_share(found.keyword_peak, settings.keyword_peak_low, settings.keyword_peak_high)
+    weight, heading = settings.keyword_weight * share, settings.heading_weight * share
+    lists = [
+        (found.dense_ids, found.dense_scores, 1.0 - weight),
+        (found.keyword_ids, found.keyword_scores, weight),
+        (found.heading_ids, found.heading_scores, heading),
+    ]
+    lists = [entry for entry in lists if len(entry[0]) and entry[2] > 0]
     if settings.fusion == "rrf":
         return reciprocal_rank_fusion(
-            [found.dense_ids.tolist(), found.keyword_ids.tolist()],
-            k=settings.rrf_k,
-            weights=[1.0 - weight, weight],
+            [ids.tolist() for ids, _, _ in lists], k=settings.rrf_k, weights=[w for *_, w in lists]
         )
     return score_fusion(
-        [(found.dense_ids, found.dense_scores), (found.keyword_ids, found.keyword_scores)],
-        [1.0 - weight, weight],
-        settings.fusion,
+        [(ids, scores) for ids, scores, _ in lists], [w for *_, w in lists], settings.fusion
     )
+
+
+def add_document_evidence(
+    ranked: Sequence[tuple[int, float]], document_of: np.ndarray, weight: float, passages: int
+) -> list[tuple[int, float]]:
+    """``ranked`` with each passage's score raised by ``weight`` times the mean of the best
+    (up to ``passages``) scores of its document among the candidates, best first.
+
+    A passage from a document whose other passages also match the question beats a lone
+    lucky match elsewhere, and one whose document matches only weakly elsewhere loses to it;
+    the mean (not the sum) keeps a long document with many weak matches from outweighing a
+    short one that answers.
+    """
+    if weight <= 0 or not ranked:
+        return list(ranked)
+    best: dict[int, list[float]] = {}
+    for cid, score in sorted(ranked, key=lambda pair: -pair[1]):
+        scores = best.setdefault(int(document_of[cid]), [])
+        if len(scores) < passages:
+            scores.append(score)
+    evidence = {doc: sum(s) / len(s) for doc, s in best.items()}
+    raised = [(cid, score + weight * evidence[int(document_of[cid])]) for cid, score in ranked]
+    return sorted(raised, key=lambda pair: -pair[1])
+
+
+def demote(
+    ranked: Sequence[tuple[int, float]], demoted: np.ndarray, penalty: float
+) -> list[tuple[int, float]]:
+    """``ranked`` with the chunks flagged in ``demoted`` (by chunk id) lowered by ``penalty``,
+    best first: they stay findable when they match far better than anything else."""
+    if penalty <= 0 or not demoted.any():
+        return list(ranked)
+    lowered = [(cid, score - penalty * bool(demoted[cid])) for cid, score in ranked]
+    return sorted(lowered, key=lambda pair: -pair[1])
+
+
+def diversify(
+    ranked: Sequence[tuple[int, float]], document_of: np.ndarray, cap: int
+) -> list[tuple[int, float]]:
+    """``ranked`` with at most ``cap`` passages of one document before every other document's
+    have had their turn: the rest follow, in order, so a document that is the only good
+    source still fills the list. 0 keeps the order as it is."""
+    if cap <= 0:
+        return list(ranked)
+    kept: list[tuple[int, float]] = []
+    later: list[tuple[int, float]] = []
+    count: dict[int, int] = {}
+    for cid, score in ranked:
+        document = int(document_of[cid])
+        count[document] = count.get(document, 0) + 1
+        (kept if count[document] <= cap else later).append((cid, score))
+    return kept + later

@@ -19,7 +19,14 @@ import numpy as np
 from ..config import DEFAULT_COLLECTION, Settings
 from ..errors import AssistantError
 from ..ingest.chunking import Chunk
-from .chunkdb import CHUNKS_DB, CorpusRecord, DocumentSummary, StoredDocument, write_chunk_db
+from .chunkdb import (
+    CHUNKS_DB,
+    CorpusRecord,
+    DocumentSummary,
+    Layout,
+    StoredDocument,
+    write_chunk_db,
+)
 from .generations import GenerationWriter, current_generation
 from .manifest import Manifest, read_manifest
 from .seams import IndexReader, PreparedStore, StoreWriter
@@ -29,6 +36,7 @@ __all__ = [
     "CorpusRecord",
     "DocumentSummary",
     "IndexReader",
+    "Layout",
     "Manifest",
     "PreparedStore",
     "StoreWriter",

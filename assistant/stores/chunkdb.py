@@ -19,12 +19,14 @@ import numpy as np
 
 from ..errors import IndexCorruptError
 from ..ingest.chunking import Chunk
+from ..ingest.documents import paged, release_notes
 
 __all__ = [
     "CHUNKS_DB",
     "ChunkDB",
     "CorpusRecord",
     "DocumentSummary",
+    "Layout",
     "StoredDocument",
     "write_chunk_db",
 ]
@@ -69,6 +71,19 @@ class DocumentSummary:
     format: str
     category: str
     passages: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each chunk stands, by chunk id: its document and its section (one number per
+    document, and per (document, heading path)), each chunk's heading path as text, and
+    its heading path as a tuple, and whether its document is release notes."""
+
+    document: np.ndarray
+    section: np.ndarray
+    headings: list[str]
+    paths: list[tuple[str, ...]]
+    release_notes: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,7 @@ class ChunkDB:
         self.path = path
         self._expected = (documents, chunks)
         self._lock = threading.Lock()  # one connection, shared by the serving threads
+        self._layout: Layout | None = None
         self._db: sqlite3.Connection | None = self._open()  # checked now, not at a search
 
     def _open(self) -> sqlite3.Connection:
@@ -264,6 +280,32 @@ class ChunkDB:
         if "skipped" in tables:
             skipped = tuple(self._query("SELECT source, reason FROM skipped ORDER BY source"))
         return CorpusRecord(includes, skipped)
+
+    def layout(self) -> Layout:
+        """Each chunk's document, section and heading path, read once and kept."""
+        if self._layout is None:
+            rows = self._query("SELECT source, headings, start_line FROM chunks ORDER BY id")
+            documents: dict[str, int] = {}
+            sections: dict[tuple[str, str, int], int] = {}
+            doc = [documents.setdefault(source, len(documents)) for source, _, _ in rows]
+            # A page of a PDF is a section of its own, whatever heading it stands under.
+            sec = [
+                sections.setdefault((s, h, line if paged(s) else 0), len(sections))
+                for s, h, line in rows
+            ]
+            heads = [json.loads(h) for _, h, _ in rows]
+            notes: dict[str, bool] = {}
+            for (source, _, _), h in zip(rows, heads, strict=True):
+                if source not in notes:
+                    notes[source] = release_notes(source, h[0] if h else "")
+            self._layout = Layout(
+                np.asarray(doc, np.int32),
+                np.asarray(sec, np.int32),
+                [" ".join(h) for h in heads],
+                [tuple(h) for h in heads],
+                np.asarray([notes[source] for source, _, _ in rows], dtype=bool),
+            )
+        return self._layout
 
     def catalog(self) -> list[DocumentSummary]:
         """Every document with its format, category and number of passages, by source."""

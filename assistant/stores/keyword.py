@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,9 +12,10 @@ import numpy as np
 from ..analysis import KEYWORD_ANALYSIS, keyword_token_ids, keyword_tokens, load_bm25s, split_mode
 from ..config import Settings
 
-__all__ = ["KEYWORD", "KeywordIndex"]
+__all__ = ["HEADINGS", "KEYWORD", "KeywordIndex"]
 
 KEYWORD = "keyword"
+HEADINGS = "headings"  # BM25 over each chunk's heading path alone: the heading field
 
 
 class KeywordIndex:
@@ -66,21 +68,31 @@ class KeywordIndex:
         return int(self.retriever.scores["num_docs"])
 
     def tokenize(self, query: str) -> list[str]:
-        return keyword_tokens([query], {"split_identifiers": self.split_mode})[0]
+        return list(_query_tokens(query, self.split_mode))
 
     def search(
-        self, query: str, k: int, mask: np.ndarray | None = None
+        self, query: str, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` chunk ids by BM25 score (score > 0 only), best first: (ids, scores)."""
+        """Top ``k`` chunk ids by BM25 score (score > 0 only), best first: (ids, scores),
+        optionally only among the chunk ids ``allowed``."""
         vocab = self.retriever.vocab_dict
         tokens = [t for t in self.tokenize(query) if t in vocab]
         if not tokens or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         scores = np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
-        if mask is not None:
+        if allowed is not None:
+            mask = np.zeros(len(scores), dtype=np.float32)
+            mask[allowed] = 1.0
             scores = scores * mask
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         top = top[scores[top] > 0]
         return top.astype(np.int64), scores[top]
+
+
+@lru_cache(maxsize=4096)
+def _query_tokens(query: str, mode: str) -> tuple[str, ...]:
+    """A query's keyword tokens, analysed once for the body and heading fields alike (and
+    for a question asked again)."""
+    return tuple(keyword_tokens([query], {"split_identifiers": mode})[0])

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ..errors import IndexCorruptError
 from ..ingest.chunking import Chunk
 from .chunkdb import CHUNKS_DB, ChunkDB
 from .generations import replace_file
-from .keyword import KEYWORD, KeywordIndex
+from .keyword import HEADINGS, KEYWORD, KeywordIndex
 from .manifest import Manifest
 from .seams import PreparedStore
 from .vectors import (
@@ -47,6 +47,8 @@ from .vectors import (
 __all__ = ["LocalIndex", "LocalStore"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T", VectorStore, KeywordIndex)
 
 
 class LocalIndex:
@@ -81,7 +83,9 @@ class LocalIndex:
             lambda: KeywordIndex.build(self.db.embed_texts(), self.manifest.keyword),
             repair,
         )
-        if self.dense.size != len(self.vectors) or self.keyword.size != len(self.vectors):
+        self.headings: KeywordIndex = self._load_headings(repair)
+        sizes = {self.dense.size, self.keyword.size, self.headings.size}
+        if sizes != {len(self.vectors)}:
             raise IndexCorruptError(
                 f"index files in {generation} disagree on the chunk count; "
                 "rebuild with `nexus build --full`"
@@ -92,7 +96,7 @@ class LocalIndex:
     def _check_files(self) -> None:
         for name, size in self.manifest.files.items():
             path = self.path / name
-            if name.startswith((DENSE, KEYWORD, VECTORS)):
+            if name.startswith((DENSE, KEYWORD, HEADINGS, VECTORS)):
                 continue  # checked, and repaired where possible, as each is loaded
             if not path.is_file() or path.stat().st_size != size:
                 raise IndexCorruptError(
@@ -139,6 +143,19 @@ class LocalIndex:
             raise ValueError(f"{path} holds vectors of shape {vectors.shape}")
         return vectors
 
+    def _load_headings(self, repair: bool) -> KeywordIndex:
+        """The heading field's BM25 index; built in memory for a generation from before it
+        existed (nothing of a published generation is changed)."""
+        params = self.manifest.keyword
+        if not any(name.startswith(HEADINGS) for name in self.manifest.files):
+            return KeywordIndex.build(self.db.layout().headings, params)
+        return self._load_or_repair(
+            HEADINGS,
+            lambda p: KeywordIndex.load(p, params),
+            lambda: KeywordIndex.build(self.db.layout().headings, params),
+            repair,
+        )
+
     def _load_dense(self, path: Path) -> VectorStore:
         expected = self.manifest.files.get(DENSE)
         if expected is not None and path.stat().st_size != expected:
@@ -150,8 +167,8 @@ class LocalIndex:
         return FaissStore.build(np.asarray(self.vectors), m.index_type, m.index_params)
 
     def _load_or_repair(
-        self, name: str, load: Callable[[Path], Any], rebuild: Callable[[], Any], repair: bool
-    ) -> Any:
+        self, name: str, load: Callable[[Path], _T], rebuild: Callable[[], _T], repair: bool
+    ) -> _T:
         path = self.path / name
         try:
             return load(path)
@@ -194,11 +211,12 @@ class LocalIndex:
     def keyword_search(
         self, text: str, n: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        mask = None
-        if allowed is not None:
-            mask = np.zeros(len(self.vectors), dtype=np.float32)
-            mask[allowed] = 1.0
-        return self.keyword.search(text, n, mask)
+        return self.keyword.search(text, n, allowed)
+
+    def heading_search(
+        self, text: str, n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.headings.search(text, n, allowed)
 
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         return np.asarray(self.vectors[list(ids)])
@@ -231,12 +249,13 @@ class LocalStore:
         tick = time.perf_counter()
         keyword_params = KeywordIndex.params_for(settings)
         keyword = KeywordIndex.build([c.embed_text for c in chunks], keyword_params)
+        headings = KeywordIndex.build([" ".join(c.headings) for c in chunks], keyword_params)
         return PreparedStore(
             index_type=index_type,
             index_params=params,
             store={},
             keyword=keyword_params,
-            files=((DENSE, dense.save), (KEYWORD, keyword.save)),
+            files=((DENSE, dense.save), (KEYWORD, keyword.save), (HEADINGS, headings.save)),
             seconds={"dense": dense_seconds, "keyword": time.perf_counter() - tick},
         )
 

@@ -592,6 +592,8 @@ class MilvusIndex:
             raise IndexCorruptError(f"{path} is missing or truncated; rebuild with `nexus build`")
         self.db = ChunkDB(path, documents=manifest.documents, chunks=manifest.chunks)
         self.keys = chunk_keys(self.db.source_keys())
+        # The heading field is small: each replica indexes it for itself, from the chunks.
+        self.headings = KeywordIndex.build(self.db.layout().headings, manifest.keyword)
         self._order = np.argsort(self.keys, kind="stable")
         self._sorted = self.keys[self._order]
 
@@ -649,6 +651,11 @@ class MilvusIndex:
             " ".join(words), n, field="sparse", allowed=self._allowed_keys(allowed)
         )
         return self._rows(keys, scores)
+
+    def heading_search(
+        self, text: str, n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.headings.search(text, n, allowed)
 
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         wanted = [int(self.keys[i]) for i in ids]

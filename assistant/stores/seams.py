@@ -51,6 +51,12 @@ class IndexReader(Protocol):
         """Chunk ids and BM25 scores of the ``n`` best keyword matches (score > 0)."""
         ...
 
+    def heading_search(
+        self, text: str, n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ids and BM25 scores of the ``n`` chunks whose heading path best matches."""
+        ...
+
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         """The vectors of chunk ids, in order (for cosines and near-duplicate checks)."""
         ...

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..analysis import WORD, query_terms, stems
-from ..ingest.documents import MARKDOWN_TEXT
+from ..ingest.documents import MARKDOWN_TEXT, paged
 from ..ingest.pdf import PAGE_BREAK
-from ..search.answer import Reply
+from ..search.answer import AnswerSentence, Reply
 from ..search.assistant import Hit
 from ..stores import DocumentSummary, StoredDocument
 
@@ -65,7 +65,8 @@ def reply_dict(reply: Reply) -> dict[str, Any]:
         "query": reply.query,
         "folded": reply.folded,
         "answered": reply.answered,
-        "answer": [{"text": s.text, "citation": s.citation} for s in reply.answer],
+        "weak": reply.weak,
+        "answer": [{"text": s.text, "citation": s.citation, "code": s.code} for s in reply.answer],
         "related": [
             {"title": title, "source": source, "url": document_url(source)}
             for title, source in reply.related
@@ -150,7 +151,9 @@ def render_answer(reply: Reply) -> str:
             )
         lines.append(f"<sub>Searched: “{searched}” · {timing}</sub>")
         return "\n\n".join(lines)
-    body = " ".join(f"{escape_markdown(s.text)} \\[{s.citation}\\]" for s in reply.answer)
+    body = " ".join(f"{_quoted(s)} \\[{s.citation}\\]" for s in reply.answer)
+    if reply.weak:
+        body = f"*These are the closest passages; they may not answer this exactly.*\n\n{body}"
     sources = "  \n".join(
         f"\\[{h.rank}\\] {escape_markdown(h.title)} — "
         f"{escape_markdown(location(h.source, h.start_line, h.end_line))}"
@@ -159,6 +162,14 @@ def render_answer(reply: Reply) -> str:
     folded = " (with the previous question)" if reply.folded else ""
     meta = f"Searched{folded}: “{searched}” · {len(reply.hits)} passages · {timing}"
     return f"{body}\n\n{sources}\n\n<sub>{meta}</sub>"
+
+
+def _quoted(sentence: AnswerSentence) -> str:
+    """An answer sentence as Markdown: prose escaped, a line of code as a code span."""
+    if not sentence.code:
+        return escape_markdown(sentence.text)
+    fence = "``" if "`" in sentence.text else "`"
+    return f"{fence} {sentence.text} {fence}" if fence == "``" else f"`{sentence.text}`"
 
 
 def _one_line(fragment: str) -> str:
@@ -265,19 +276,15 @@ def _render_pages(text: str, start: int, end: int, terms: frozenset[str]) -> str
 def location(source: str, start: int, end: int) -> str:
     """Where a passage is, as a citation reads: ``guide.md:12-30``, or for a PDF, whose
     locations are pages, ``guide.pdf p. 12`` / ``guide.pdf pp. 12–13``."""
-    if _paged(source):
+    if paged(source):
         return f"{source} {_span(source, start, end)}"
     return f"{source}:{start}-{end}"
 
 
 def _span(source: str, start: int, end: int) -> str:
-    if _paged(source):
+    if paged(source):
         return f"p. {start}" if start == end else f"pp. {start}–{end}"
     return f"lines {start}–{end}"
-
-
-def _paged(source: str) -> bool:
-    return source.lower().endswith(".pdf")
 
 
 def _render_markdown(text: str, terms: frozenset[str] = frozenset()) -> str:
