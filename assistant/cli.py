@@ -534,7 +534,9 @@ def _show_questions(row: dict[str, Any], as_json: bool) -> None:
         f"alone {change['alone']['mrr@10']:.3f}, in chat {change['with_context']['mrr@10']:.3f}\n"
         f"  answers    key term quoted {answers['quoted']:.3f}  refused "
         f"{len(answers['refused_answerable'])} of {answers['questions']} answerable, answered "
-        f"{len(answers['answered_no_answer'])} of {answers['no_answer']} without an answer"
+        f"{len(answers['answered_no_answer'])} of {answers['no_answer']} without an answer "
+        f"(flagged weak: {len(answers['weak_answerable'])} and "
+        f"{len(answers['weak_no_answer'])})"
     )
 
 

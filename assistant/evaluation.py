@@ -191,6 +191,7 @@ class AnswerScores:
     relevant document, a sentence holding a key term (or, without terms, any sentence from a
     relevant document). ``refused_answerable`` lists answerable questions answered "nothing
     relevant"; ``answered_no_answer`` lists no-answer questions that got an answer.
+    ``weak_answerable`` and ``weak_no_answer`` list the answers flagged as weak matches.
     """
 
     questions: int
@@ -198,6 +199,8 @@ class AnswerScores:
     quoted: float
     refused_answerable: list[str]
     answered_no_answer: list[str]
+    weak_answerable: list[str] = field(default_factory=list)
+    weak_no_answer: list[str] = field(default_factory=list)
 
 
 def evaluate_answers(
@@ -214,8 +217,11 @@ def evaluate_answers(
     standalone = [q for q in questions if not q.previous]
     answerable = [q for q in standalone if q.relevant]
     quoted, refused, wrongly_answered = 0, [], []
+    weak: dict[bool, list[str]] = {True: [], False: []}
     for q in standalone:
         reply = respond(nexus, q.question, mode=mode, min_relevance=min_relevance)
+        if reply.weak:
+            weak[bool(q.relevant)].append(q.id)
         if not q.relevant:
             if reply.answered:
                 wrongly_answered.append(q.id)
@@ -235,6 +241,8 @@ def evaluate_answers(
         quoted=round(quoted / max(len(answerable), 1), 4),
         refused_answerable=refused,
         answered_no_answer=wrongly_answered,
+        weak_answerable=weak[True],
+        weak_no_answer=weak[False],
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from assistant import Assistant, Settings, build_index
 from assistant.evaluation import evaluate_answers, evaluate_questions, load_questions
+from assistant.search.answer import relevance_floor
 from benchmarks.common import ROOT, WORK, command_line, cpu_flags, report
 
 
@@ -104,12 +105,15 @@ def evaluate_tree(nexus: Assistant, tree: Tree, *, answers: bool = True) -> dict
     }
     if not answers:
         return scores | {"seconds": round(time.perf_counter() - started, 1)}
-    cited = evaluate_answers(nexus, questions)
+    floor = relevance_floor(nexus.manifest.encoder_name)  # the chat's own floor
+    cited = evaluate_answers(nexus, questions, min_relevance=floor)
     return scores | {
         "answer_quotes_term": cited.quoted,
         "refused_answerable": cited.refused_answerable,
         "answered_no_answer": len(cited.answered_no_answer),
         "no_answer": cited.no_answer,
+        "weak_answerable": len(cited.weak_answerable),
+        "weak_no_answer": len(cited.weak_no_answer),
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -125,7 +125,10 @@ def pdf_speed(pdf: Path, rounds: int = 5) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--index-suffix", default="")
+    parser.add_argument(
+        "--indexes", type=Path, default=WORK / "external", help="where <tree>-index folders are"
+    )
+    parser.add_argument("--no-speed", action="store_true", help="markup and lengths only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -134,17 +137,18 @@ def main() -> int:
         "trees": {},
     }
     for tree in TREES:
-        index_dir = WORK / "external" / f"{tree.name}-index{args.index_suffix}"
+        index_dir = args.indexes / f"{tree.name}-index"
         if not index_dir.exists():
             continue
-        row = hygiene(index_dir) | {"parse": parse_speed(WORK / "trees" / tree.name)}
+        row = hygiene(index_dir)
+        if not args.no_speed:
+            row["parse"] = parse_speed(WORK / "trees" / tree.name)
         results["trees"][tree.name] = row
         print(
-            f"{tree.name:7} markup {row['with_markup']:.2%}  <40 words "
-            f"{row['under_40_words']:.2%}  {row['parse']['files_per_s']} files/s",
+            f"{tree.name:7} markup {row['with_markup']:.2%}  <40 words {row['under_40_words']:.2%}",
             flush=True,
         )
-    if REAL_PDF.exists():
+    if REAL_PDF.exists() and not args.no_speed:
         results["pdf"] = pdf_speed(REAL_PDF)
     report(results, args.json)
     return 0

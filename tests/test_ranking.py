@@ -3,6 +3,7 @@ answers chosen by meaning, and follow-ups that know when the topic changed."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -236,6 +237,26 @@ def test_an_answer_the_retrievers_disagree_on_is_flagged_weak() -> None:
     reply = Reply("q", "q", False, tuple(hits), (), (), 0.01, weak=True)
     assert "may not answer this exactly" in render_answer(reply)
     assert reply_dict(reply)["weak"] is True
+
+
+def test_a_corpus_without_any_heading_builds_loads_and_searches(tmp_path: Path) -> None:
+    # A BEIR corpus of untitled snippets (CoSQA's code): the heading field has no word at all.
+    from assistant.ingest.beir import read_beir_documents
+
+    folder = tmp_path / "untitled"
+    folder.mkdir()
+    rows = [
+        {"_id": f"d{i}", "title": "", "text": f"def sort_{i}(items): return sorted(items)"}
+        for i in range(5)
+    ]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    index = tmp_path / "index"
+    documents = read_beir_documents(folder)
+    build_index(folder, index, encoder=HashEncoder(), documents=documents)
+    nexus = Assistant.load(index, encoder=HashEncoder())
+    hits = nexus.search("sort items", k=3)
+    assert hits and hits[0].source.startswith("d")
+    assert not any(name.startswith("headings") for name in nexus.manifest.files)
 
 
 @pytest.fixture(scope="module")

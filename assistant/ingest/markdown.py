@@ -33,7 +33,7 @@ __all__ = ["parse_markdown"]
 
 _MARKDOWN = MarkdownIt("commonmark").enable("table").use(front_matter_plugin)
 _MD_SKIPPED = frozenset({"front_matter", "hr"})
-_MYST_ROLE = re.compile(r"\{([A-Za-z][\w:.+-]*)\}(`+)(.+?)\2")
+_MYST_ROLE = re.compile(r"\{([A-Za-z][\w:.+-]*)\}(`+)(.+?)\2", re.DOTALL)
 _MYST_NOISE = re.compile(r"^(?:\s*\([^()\s]+\)=\s*|\s*%.*)$")  # a (target)= or a % comment
 _MYST_OPTION = re.compile(r"^:[\w-]+:")
 _MYST_UNREAD = frozenset({"image", "figure", "include", "literalinclude"})

@@ -29,7 +29,7 @@ BINARY_SUFFIXES: frozenset[str] = frozenset({".pdf", ".docx"})
 # The version of each format's reader. Bump one when what it makes of a file changes: the next
 # build re-reads the documents of that format (and re-embeds only passages whose text changed).
 READER_VERSIONS: dict[str, int] = {
-    "markdown": 2,  # 2: MyST roles and directives read as Sphinx shows them
+    "markdown": 3,  # 2, 3: MyST roles and directives read as Sphinx shows them
     "rst": 4,  # 2: docutils, Sphinx roles and directives as text, includes followed;
     # 3: an include path starting with "/" starts at Sphinx's source folder
     "text": 1,

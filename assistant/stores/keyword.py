@@ -43,16 +43,29 @@ class KeywordIndex:
             "split_identifiers": settings.split_identifiers,
         }
 
-    def __init__(self, retriever: Any, params: dict[str, Any] | None = None) -> None:
-        self.retriever = retriever
+    def __init__(
+        self, retriever: Any, params: dict[str, Any] | None = None, *, size: int = 0
+    ) -> None:
+        self.retriever = retriever  # None for an index of texts without a single word
         self.split_mode = split_mode(self.params if params is None else params)
+        self._size = size
 
     @classmethod
     def build(cls, texts: Sequence[str], params: dict[str, Any] | None = None) -> KeywordIndex:
+        """BM25 over ``texts``; texts without a word to index (a corpus whose passages have no
+        headings, for the heading field) make an index that finds nothing, and saves none."""
         p = dict(params) if params is not None else cls.params
+        tokenized = keyword_token_ids(texts, p)
+        if not tokenized.vocab:
+            return cls(None, p, size=len(texts))
         retriever = load_bm25s().BM25(method=p["method"], k1=p["k1"], b=p["b"])
-        retriever.index(keyword_token_ids(texts, p), show_progress=False)
+        retriever.index(tokenized, show_progress=False)
         return cls(retriever, p)
+
+    @property
+    def empty(self) -> bool:
+        """Whether there is no word in the index (nothing to save; every search finds none)."""
+        return self.retriever is None
 
     @classmethod
     def load(cls, path: Path, params: dict[str, Any] | None = None) -> KeywordIndex:
@@ -65,7 +78,7 @@ class KeywordIndex:
 
     @property
     def size(self) -> int:
-        return int(self.retriever.scores["num_docs"])
+        return self._size if self.retriever is None else int(self.retriever.scores["num_docs"])
 
     def tokenize(self, query: str) -> list[str]:
         return list(_query_tokens(query, self.split_mode))
@@ -75,6 +88,8 @@ class KeywordIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` chunk ids by BM25 score (score > 0 only), best first: (ids, scores),
         optionally only among the chunk ids ``allowed``."""
+        if self.retriever is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         vocab = self.retriever.vocab_dict
         tokens = [t for t in self.tokenize(query) if t in vocab]
         if not tokens or k <= 0:

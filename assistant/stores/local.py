@@ -255,7 +255,11 @@ class LocalStore:
             index_params=params,
             store={},
             keyword=keyword_params,
-            files=((DENSE, dense.save), (KEYWORD, keyword.save), (HEADINGS, headings.save)),
+            files=(
+                (DENSE, dense.save),
+                (KEYWORD, keyword.save),
+                *(() if headings.empty else ((HEADINGS, headings.save),)),
+            ),
             seconds={"dense": dense_seconds, "keyword": time.perf_counter() - tick},
         )
 
