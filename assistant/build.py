@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -393,7 +394,8 @@ def build_index(
             else []
         )
     with watch("model"):
-        encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
+        # Indexes built before exports were shared keep one in their own encoders/ folder.
+        encoder = encoder or load_encoder(settings, earlier_exports=[index_dir / "encoders"])
         probe = probe_vector(encoder)
     chunking = _chunking_params(settings, encoder)
     with watch("reuse"):
@@ -423,7 +425,7 @@ def build_index(
                 f"{len(collected.skipped)} skipped); add .md, .rst, .txt or .html documents"
             )
         with watch("embed"):
-            embed = _document_embedder(settings, encoder, probe, index_dir / "encoders", progress)
+            embed = _document_embedder(settings, encoder, probe, settings.encoder_cache, progress)
             vectors, embedded = _vectors(collected, previous, encoder.dim, embed)
     finally:
         if previous is not None:
@@ -446,13 +448,7 @@ def build_index(
             prepared=prepared,
             record=collected.record(),
             manifest={
-                "encoder": {
-                    "name": encoder.name,
-                    "backend": encoder.backend,
-                    "dim": encoder.dim,
-                    "max_tokens": encoder.max_tokens,
-                    "probe": probe,
-                },
+                "encoder": _encoder_record(encoder, probe),
                 "normalize": True,
                 "metric": "inner_product",
                 "index_choice": {
@@ -485,6 +481,21 @@ def build_index(
     )
     log.info(report.summary())
     return report
+
+
+def _encoder_record(encoder: Encoder, probe: list[float]) -> dict[str, Any]:
+    """The manifest's ``encoder`` block: what made the vectors, down to the ONNX export."""
+    record: dict[str, Any] = {
+        "name": encoder.name,
+        "backend": encoder.backend,
+        "dim": encoder.dim,
+        "max_tokens": encoder.max_tokens,
+        "probe": probe,
+    }
+    export = getattr(encoder, "export", None)  # only the ONNX backends run from an export
+    if export:
+        record["export"] = export
+    return record
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,8 @@ def info(
     click.echo(f"documents   {manifest.documents} ({manifest.skipped} files skipped)")
     click.echo(f"chunks      {manifest.chunks}")
     click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
+    if manifest.encoder.get("export"):
+        click.echo(f"export      {manifest.encoder['export']} (in {settings.encoder_cache})")
     click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
     bm25 = manifest.keyword
     click.echo(

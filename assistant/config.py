@@ -30,6 +30,7 @@ __all__ = [
     "FusionMethod",
     "SearchMode",
     "Settings",
+    "default_encoder_cache",
 ]
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
@@ -46,6 +47,13 @@ DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
 
 
+def default_encoder_cache() -> Path:
+    """Where model exports live unless configured: ``$XDG_CACHE_HOME/nexus/encoders``, which
+    is ``~/.cache/nexus/encoders`` when the variable is unset (the XDG base directory rule)."""
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "nexus" / "encoders"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be tuned, with the reason for each default.
@@ -58,10 +66,14 @@ class Settings:
         backend: What computes the vectors: ``torch`` (sentence-transformers on PyTorch),
             ``onnx`` (the same model exported to ONNX Runtime: identical vectors, faster on
             CPU) or ``onnx-int8`` (weights quantized to int8: faster still, vectors move a
-            little). Exports are cached in ``<index_dir>/encoders``. A model that cannot be
+            little). Exports are kept in ``encoder_cache``. A model that cannot be
             exported, or a missing onnxruntime, falls back to ``torch`` with a warning.
             Default ``onnx``: lossless, and faster than ``torch`` to build, search and start
             (``benchmarks/studies/backends.md``, "Which backend is the default, and why").
+        encoder_cache: Folder of ONNX exports, keyed by model files, backend and library
+            versions, so one export serves every index and collection on the machine (each
+            index records which export built it). Default ``$XDG_CACHE_HOME/nexus/encoders``
+            (``~/.cache/nexus/encoders``).
         threads: Threads per ONNX Runtime forward pass; 0 uses every core: a question on one
             multi-threaded session, bulk encoding on one single-threaded session per core.
         device: Torch device for the encoder. Default ``cpu``.
@@ -144,6 +156,7 @@ class Settings:
     index_dir: Path = Path("index")
     model: str = DEFAULT_MODEL
     backend: str = "onnx"
+    encoder_cache: Path = field(default_factory=default_encoder_cache)
     threads: int = 0
     device: str = "cpu"
     batch_size: int = 8
@@ -255,12 +268,18 @@ class Settings:
         for f in fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = _parse(f.name, raw, f.default)
+                values[f.name] = _parse(f.name, raw, _default(f))
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

@@ -68,3 +68,14 @@ def test_queries_are_embedded_on_a_backend_matching_the_index(
     requested: str, built_with: str, served: str
 ) -> None:
     assert serving_backend(requested, built_with) == served
+
+
+def test_model_exports_live_in_the_xdg_cache_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert Settings().encoder_cache == tmp_path / "xdg" / "nexus" / "encoders"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert Settings().encoder_cache == Path.home() / ".cache" / "nexus" / "encoders"
+    configured = Settings.from_env({"NEXUS_ENCODER_CACHE": str(tmp_path / "exports")})
+    assert configured.encoder_cache == tmp_path / "exports"

@@ -24,7 +24,7 @@ class Manifest:
     schema_version: int
     generation: str
     built_at: str
-    encoder: dict[str, Any]  # name, dim, max_tokens, probe (vector of a fixed text)
+    encoder: dict[str, Any]  # name, backend, dim, max_tokens, probe, export (ONNX folder)
     normalize: bool
     metric: str
     index_type: str  # FAISS factory string actually used
