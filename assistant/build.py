@@ -44,6 +44,39 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class CorpusChanges:
+    """How a corpus folder differs from what an index was built from (sources, sorted).
+
+    ``modified`` counts a document whose file or any file it includes changed; ``outdated``
+    lists unchanged documents that a newer reader of their format would read differently.
+    """
+
+    added: list[str]
+    modified: list[str]
+    removed: list[str]
+    outdated: list[str] = field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.added or self.modified or self.removed or self.outdated)
+
+    def summary(self) -> str:
+        if not self.stale:
+            return "up to date"
+        parts = [
+            f"{len(names)} {label} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+            for label, names in (
+                ("added", self.added),
+                ("modified", self.modified),
+                ("removed", self.removed),
+                ("to re-read with a newer reader", self.outdated),
+            )
+            if names
+        ]
+        return "changed since the build: " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class BuildReport:
     """What a build did, for people (``nexus build`` prints it) and for benchmarks.
 
@@ -55,7 +88,8 @@ class BuildReport:
     included), ``dense`` (build the FAISS index, or upsert the new chunks into the Milvus
     collection, which computes their BM25 vectors itself), ``keyword`` (build BM25) and
     ``write`` (store and publish the generation). ``executor`` says where new chunks were
-    embedded.
+    embedded. ``changes`` names the documents this build took in (``added``, ``modified``:
+    read anew) and those it dropped (``removed``), against the index it updated.
     """
 
     index_dir: str
@@ -70,11 +104,18 @@ class BuildReport:
     full: bool
     seconds: dict[str, float] = field(default_factory=dict)
     executor: str = "local"
+    changes: CorpusChanges = field(default_factory=lambda: CorpusChanges([], [], []))
+
+    @property
+    def taken_in(self) -> int:
+        """Documents this build read anew: added or modified."""
+        return len(self.changes.added) + len(self.changes.modified)
 
     def summary(self) -> str:
         mode = "full" if self.full else "incremental"
+        took = f"{self.taken_in} read anew, {len(self.changes.removed)} removed"
         return (
-            f"{mode} build of {self.documents} documents → {self.chunks} chunks "
+            f"{mode} build of {self.documents} documents ({took}) → {self.chunks} chunks "
             f"({self.embedded} embedded{' on Ray' if self.executor == 'ray' else ''}, "
             f"{self.reused} reused, {len(self.skipped)} files "
             f"skipped) in {self.seconds.get('total', 0.0):.1f}s; index {self.index_type} "
@@ -159,6 +200,7 @@ class _Collected:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     includes: dict[str, dict[str, str]] = field(default_factory=dict)
+    reused: set[str] = field(default_factory=set)  # documents kept whole from the previous index
 
     def skip(self, source: str, reason: str) -> None:
         # A file name that is not valid UTF-8 is shown with its odd bytes escaped, so reports
@@ -278,6 +320,7 @@ def _collect(
                 rows = reusable_rows.get(item.source, [])
                 reused = db.chunks(rows)
                 out.documents.append(old)
+                out.reused.add(old.source)
                 out.chunks.extend(reused[r] for r in rows)
                 out.reuse.extend(rows)
                 if item.source in old_includes:
@@ -400,6 +443,7 @@ def build_index(
     chunking = _chunking_params(settings, encoder)
     with watch("reuse"):
         previous = None if full else _previous_index(index_dir, encoder, probe, settings)
+        before = {d.source for d in previous.index.db.documents()} if previous else set()
     collected = _Collected()
     if documents is None:
         incoming = _read(corpus_dir, paths, settings.max_file_bytes, collected, watch)
@@ -432,6 +476,12 @@ def build_index(
             previous.index.close()
 
     chunks, stored = collected.chunks, collected.documents
+    taken_in = [d.source for d in stored if d.source not in collected.reused]
+    changes = CorpusChanges(
+        added=sorted(s for s in taken_in if s not in before),
+        modified=sorted(s for s in taken_in if s in before),
+        removed=sorted(before - {d.source for d in stored}),
+    )
     store = store_writer(settings, index_dir, encoder.name)
     prepared = store.prepare(chunks, vectors, full=previous is None, progress=progress)
     for stage, seconds in prepared.seconds.items():
@@ -462,6 +512,11 @@ def build_index(
                 "chunks": len(chunks),
                 "skipped": len(collected.skipped),
                 "readers": READER_VERSIONS,
+                "changes": {
+                    "added": len(changes.added),
+                    "modified": len(changes.modified),
+                    "removed": len(changes.removed),
+                },
             },
         )
         store.finish()
@@ -478,6 +533,7 @@ def build_index(
         full=previous is None,
         seconds=watch.report(),
         executor=settings.executor,
+        changes=changes,
     )
     log.info(report.summary())
     return report
@@ -496,39 +552,6 @@ def _encoder_record(encoder: Encoder, probe: list[float]) -> dict[str, Any]:
     if export:
         record["export"] = export
     return record
-
-
-@dataclass(frozen=True)
-class CorpusChanges:
-    """How a corpus folder differs from what an index was built from (sources, sorted).
-
-    ``modified`` counts a document whose file or any file it includes changed; ``outdated``
-    lists unchanged documents that a newer reader of their format would read differently.
-    """
-
-    added: list[str]
-    modified: list[str]
-    removed: list[str]
-    outdated: list[str] = field(default_factory=list)
-
-    @property
-    def stale(self) -> bool:
-        return bool(self.added or self.modified or self.removed or self.outdated)
-
-    def summary(self) -> str:
-        if not self.stale:
-            return "up to date"
-        parts = [
-            f"{len(names)} {label} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
-            for label, names in (
-                ("added", self.added),
-                ("modified", self.modified),
-                ("removed", self.removed),
-                ("to re-read with a newer reader", self.outdated),
-            )
-            if names
-        ]
-        return "changed since the build: " + "; ".join(parts)
 
 
 def corpus_changes(

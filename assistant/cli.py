@@ -292,6 +292,11 @@ def info(
     click.echo(f"index       {settings.index_dir} ({manifest.generation})")
     click.echo(f"built       {manifest.built_at} from {manifest.corpus_root}")
     click.echo(f"documents   {manifest.documents} ({manifest.skipped} files skipped)")
+    if manifest.changes:
+        took = manifest.changes.get("added", 0) + manifest.changes.get("modified", 0)
+        click.echo(
+            f"last build  took in {took} documents, removed {manifest.changes.get('removed', 0)}"
+        )
     click.echo(f"chunks      {manifest.chunks}")
     click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
     if manifest.encoder.get("export"):

@@ -41,6 +41,8 @@ class Manifest:
     index_choice: dict[str, Any] = field(default_factory=dict)  # requested type, exact limit
     store: dict[str, Any] = field(default_factory=dict)  # where vectors live; empty = FAISS files
     readers: dict[str, int] = field(default_factory=dict)  # format -> reader version; none = 1
+    # Documents this build took in (added, modified) and dropped (removed); {} if unrecorded.
+    changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def encoder_name(self) -> str:
