@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from .errors import AssistantError
 from .search.query import MAX_K
 
 if TYPE_CHECKING:
+    from .build import BuildReport
     from .stores import IndexReader
 
 __all__ = ["cli", "main"]
@@ -122,6 +123,12 @@ def cli(verbose: bool) -> None:
     default=None,
     help="Embedding workers on Ray, each loading the model once.  [default: one per node]",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After building, keep watching the corpus and update the index whenever files "
+    "change (Ctrl-C stops).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 def build(
@@ -135,6 +142,7 @@ def build(
     executor: str | None,
     ray_address: str | None,
     ray_workers: int | None,
+    watch: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -143,6 +151,7 @@ def build(
     \b
     Example:
         nexus build --corpus ~/docs --index ~/docs-index --model all-MiniLM-L6-v2
+        nexus build --corpus ~/docs --watch             # and again whenever a file changes
         nexus build --corpus ~/docs --store milvus --milvus-uri http://milvus:19530
         nexus build --executor ray --ray-address auto   # embed on a Ray cluster
     """
@@ -161,22 +170,54 @@ def build(
     )
     if settings.executor != "ray" and (ray_address or ray_workers):
         raise click.ClickException("--ray-address and --ray-workers need --executor ray")
+
+    def show(report: BuildReport) -> None:
+        if as_json:
+            _echo_json(asdict(report))
+            return
+        for source, reason in report.skipped:
+            click.echo(f"skipped {source}: {reason}", err=True)
+        click.echo(report.summary())
+
     try:
-        report = build_index(
-            settings.corpus_dir,
-            settings.index_dir,
-            settings=settings,
-            full=full,
-            progress=not quiet,
-        )
+        if full or not watch:
+            show(
+                build_index(
+                    settings.corpus_dir,
+                    settings.index_dir,
+                    settings=settings,
+                    full=full,
+                    progress=not quiet,
+                )
+            )
+        if watch:
+            _watch_and_build(settings, show, progress=not quiet, first=not full)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
-    if as_json:
-        _echo_json(asdict(report))
-        return
-    for source, reason in report.skipped:
-        click.echo(f"skipped {source}: {reason}", err=True)
-    click.echo(report.summary())
+
+
+def _watch_and_build(
+    settings: Settings, show: Callable[[BuildReport], None], *, progress: bool, first: bool
+) -> None:
+    """``nexus build --watch``: update now (unless a full build just ran), then after every
+    change under the corpus, until Ctrl-C. A failed update is reported and watching goes on."""
+    from .encoders import load_encoder
+    from .watch import IndexUpdater
+
+    encoder = load_encoder(settings, earlier_exports=[settings.index_dir / "encoders"])
+    updater = IndexUpdater(settings, encoder=encoder, progress=progress)
+    if first:
+        report = updater.update()  # a failure here (no corpus ...) is the command's error
+        if report is not None:
+            show(report)
+        else:
+            click.echo("the index is up to date with the corpus")
+    click.echo(f"watching {settings.corpus_dir} for changes (Ctrl-C stops)", err=True)
+    try:
+        for report in updater.watch():  # a failed update is logged, and watching goes on
+            show(report)
+    except KeyboardInterrupt:
+        click.echo("stopped watching", err=True)
 
 
 @cli.command()
