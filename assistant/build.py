@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .analysis import split_mode
 from .config import Settings
 from .encoders import Encoder, encoder_mismatch, load_encoder, probe_vector
 from .errors import AssistantError, EmptyCorpusError, IndexNotFoundError
@@ -31,6 +32,7 @@ from .ingest.readers import READER_VERSIONS
 from .stores import (
     CorpusRecord,
     IndexReader,
+    Manifest,
     StoredDocument,
     open_index,
     resolve_store,
@@ -38,7 +40,14 @@ from .stores import (
     write_generation,
 )
 
-__all__ = ["BuildReport", "CorpusChanges", "build_index", "corpus_changes", "prepare_index"]
+__all__ = [
+    "BuildReport",
+    "CorpusChanges",
+    "build_index",
+    "corpus_changes",
+    "kept_settings",
+    "prepare_index",
+]
 
 log = logging.getLogger(__name__)
 
@@ -646,4 +655,19 @@ def prepare_index(
         settings=settings,
         encoder=encoder,
         progress=progress,
+    )
+
+
+def kept_settings(settings: Settings, manifest: Manifest) -> Settings:
+    """``settings`` with the chunking and keyword options the index of ``manifest`` was built
+    with, so that updating it (a server's watcher, its Rebuild button) takes in what changed
+    in the corpus and nothing else: new options are for ``nexus build``."""
+    chunking, keyword = manifest.chunking, manifest.keyword
+    return settings.replace(
+        chunk_tokens=chunking.get("chunk_tokens"),
+        chunk_overlap=chunking.get("chunk_overlap"),
+        min_chunk_tokens=chunking.get("min_chunk_tokens"),
+        keyword_k1=keyword.get("k1"),
+        keyword_b=keyword.get("b"),
+        split_identifiers=split_mode(keyword),
     )

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .config import BACKENDS, EXECUTORS, SEARCH_MODES, STORES, SearchMode, Settings
+from .config import (
+    BACKENDS,
+    COLLECTIONS_ENV,
+    EXECUTORS,
+    SEARCH_MODES,
+    STORES,
+    SearchMode,
+    Settings,
+)
 from .errors import AssistantError
 from .search.query import MAX_K
 
@@ -595,6 +603,21 @@ def _show_beir(row: dict[str, Any], as_json: bool) -> None:
     default=Path("feedback.jsonl"),
     help="File that thumbs up/down votes are appended to.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Update the index whenever files under the corpus change, while serving.",
+)
+@click.option(
+    "--collection",
+    "collection_specs",
+    metavar="NAME=INDEX",
+    multiple=True,
+    envvar=COLLECTIONS_ENV,
+    help="Serve this index as collection NAME; repeatable, the first is the default. Each is "
+    "kept in step with the corpus its index was built from.  [$NEXUS_COLLECTIONS: NAME=INDEX "
+    "pairs separated by commas]",
+)
 def serve(
     index_dir: Path | None,
     corpus_dir: Path | None,
@@ -605,18 +628,22 @@ def serve(
     milvus_uri: str | None,
     allow_rebuild: bool,
     feedback: Path,
+    watch: bool,
+    collection_specs: tuple[str, ...],
 ) -> None:
-    """Serve the chat UI and the REST API; builds or updates the index first if needed.
+    """Serve the chat UI, the MCP tools and the REST API; builds or updates the index first.
 
     Set NEXUS_AUTH_USER and NEXUS_AUTH_PASSWORD to require a login on every page and API.
 
     \b
     Example:
-        nexus serve --corpus corpus --index index --port 7860
+        nexus serve --corpus corpus --index index --port 7860 --watch
+        nexus serve --collection hub=index --collection django=/srv/django-index
         curl 'http://127.0.0.1:7860/api/search?q=cache+invalidation&k=3'
     """
     import os
 
+    from .config import parse_collections
     from .web.server import auth_from_env
     from .web.server import serve as run_server
 
@@ -626,6 +653,12 @@ def serve(
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("assistant").setLevel(logging.INFO)
     try:
+        collections = parse_collections(collection_specs) or None
+        if collections and (corpus_dir or index_dir):
+            raise click.ClickException(
+                "--corpus and --index name the one index to serve; with --collection, each "
+                "index is updated from the corpus it was built from"
+            )
         auth = auth_from_env(os.environ)
         run_server(
             settings,
@@ -635,6 +668,8 @@ def serve(
             feedback_log=feedback,
             auth=auth,
             allow_rebuild=allow_rebuild,
+            watch=watch,
+            collections=collections,
         )
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc

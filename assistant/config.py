@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -19,6 +20,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "COLLECTIONS_ENV",
     "DEFAULT_COLLECTION",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
@@ -31,6 +33,7 @@ __all__ = [
     "SearchMode",
     "Settings",
     "default_encoder_cache",
+    "parse_collections",
 ]
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
@@ -45,6 +48,10 @@ STORES = ("auto", "faiss", "milvus")
 SPLIT_MODES = ("none", "mixed", "all")  # which code names keyword search also splits
 DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
+# The collections one server answers from, as NAME=INDEX_DIR pairs separated by commas.
+COLLECTIONS_ENV = "NEXUS_COLLECTIONS"
+# A collection's name travels in URLs, API parameters and MCP tool arguments: keep it plain.
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def default_encoder_cache() -> Path:
@@ -300,3 +307,28 @@ def _parse(name: str, raw: str, default: Any) -> Any:
     except ValueError:
         kind = type(default).__name__
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+
+
+def parse_collections(specs: Sequence[str]) -> dict[str, Path]:
+    """Collections from ``NAME=INDEX_DIR`` specs (``hub=index``), in the order given; a spec
+    may hold several separated by commas, as ``NEXUS_COLLECTIONS`` does.
+
+    Raises:
+        ConfigError: A spec is not ``NAME=INDEX_DIR``, a name is not plain (letters, digits,
+            ``_``, ``-``, ``.``; at most 64) or a name is given twice.
+    """
+    collections: dict[str, Path] = {}
+    for spec in (part for given in specs for part in given.split(",") if part.strip()):
+        name, sep, folder = spec.partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not sep or not folder:
+            raise ConfigError(f"a collection is NAME=INDEX_DIR (hub=index), got {spec!r}")
+        if not _COLLECTION_NAME.fullmatch(name):
+            raise ConfigError(
+                f"collection name {name!r} must be letters, digits, '_', '-' or '.', starting "
+                "with a letter or digit, at most 64 characters"
+            )
+        if name in collections:
+            raise ConfigError(f"collection {name!r} is given twice")
+        collections[name] = Path(folder).expanduser()
+    return collections

@@ -151,3 +151,26 @@ def test_build_watch_updates_on_every_change_until_ctrl_c(corpus: Path, index_di
     builds = [line for line in out.splitlines() if "build of" in line]
     assert len(builds) == 2 and "(1 read anew, 0 removed)" in builds[1]
     assert "stopped watching" in err
+
+
+def test_serve_takes_watch_and_collections_from_flags_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import assistant.web.server as server
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(server, "serve", lambda settings, **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("NEXUS_AUTH_USER", raising=False)
+    monkeypatch.delenv("NEXUS_AUTH_PASSWORD", raising=False)
+    assert main(["serve", "--watch", "--collection", "hub=index", "--collection", "dj=/d"]) == 0
+    assert calls[-1]["watch"] is True
+    assert calls[-1]["collections"] == {"hub": Path("index"), "dj": Path("/d")}
+    monkeypatch.setenv("NEXUS_COLLECTIONS", "hub=index,dj=/srv/dj")
+    assert main(["serve"]) == 0
+    assert calls[-1]["watch"] is False
+    assert calls[-1]["collections"] == {"hub": Path("index"), "dj": Path("/srv/dj")}
+    assert main(["serve", "--index", "other"]) == 1
+    assert "with --collection, each index is updated from the corpus" in capsys.readouterr().err
+    monkeypatch.setenv("NEXUS_COLLECTIONS", "nameless")
+    assert main(["serve"]) == 1
+    assert "a collection is NAME=INDEX_DIR" in capsys.readouterr().err
