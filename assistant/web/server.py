@@ -1,9 +1,10 @@
-"""The web app: the Gradio chat UI and a small REST API on one FastAPI server.
+"""The web app: the Gradio chat UI, its MCP server and a small REST API on one FastAPI server.
 
 Routes::
 
     /                 the chat UI (Gradio); its API endpoints ``/ask`` and ``/search`` for
                       gradio_client
+    /gradio_api/mcp/  the MCP server (streamable HTTP): the tools ``ask`` and ``search``
     /api/search       GET ?q=&k=&mode=&category=&collection=  → JSON hits
     /api/health       GET → each collection: index loaded, counts, model, build time, what
                       the last build took in, the watcher, corpus changed since?
@@ -14,7 +15,7 @@ Routes::
 
 One server answers from one or several collections (indexes), each by name; requests that
 name none go to the first. Optional HTTP basic auth (``NEXUS_AUTH_USER`` /
-``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's included, because it is
+``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's and MCP's included, because it is
 enforced as middleware around the whole server.
 
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route
@@ -192,7 +193,7 @@ def create_app(
     allow_rebuild: bool = False,
     watch: bool = False,
 ) -> FastAPI:
-    """The FastAPI app serving the chat UI at ``/`` and the REST API under ``/api``.
+    """The FastAPI app serving the chat UI at ``/``, MCP and the REST API under ``/api``.
 
     Args:
         settings: Index folder and search defaults.
@@ -423,8 +424,13 @@ def create_app(
 
     blocks = build_ui(served, allow_rebuild=allow_rebuild, live_status=watch)
     app = cast(
-        FastAPI, gr.mount_gradio_app(app, blocks, path="/", css=UI_CSS, footer_links=["api"])
+        FastAPI,
+        gr.mount_gradio_app(
+            app, blocks, path="/", css=UI_CSS, footer_links=["api"], mcp_server=True
+        ),
     )
+    if not getattr(blocks, "mcp_server", False):  # gradio only logs why, and serves without
+        log.warning("the MCP server is off: %s", getattr(blocks, "mcp_error", "unknown reason"))
     app.add_middleware(PathLengthMiddleware)
     if auth is not None:  # outermost: nothing answers before the login is checked
         app.add_middleware(BasicAuthMiddleware, username=auth[0], password=auth[1])

@@ -2,12 +2,13 @@
 
 Everything the page shows is computed by tested functions in ``assistant/``; this module only
 lays out components and wires events. Its API endpoints have stable names for
-``gradio_client``: ``/ask`` (a chat reply as JSON) and ``/search`` (passages as JSON),
-described by their docstrings.
+``gradio_client``: ``/ask`` (a chat reply as JSON) and ``/search`` (passages as JSON); the same
+two are the MCP tools ``ask`` and ``search``, described by their docstrings.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ __all__ = ["EXAMPLES", "UI_CSS", "build_ui", "status_markdown"]
 
 ALL_CATEGORIES = "All"
 STATUS_EVERY_S = 5.0  # how often a page of a watching server re-reads the index status
+MCP_PATH = "/gradio_api/mcp"  # where Gradio serves MCP (streamable HTTP)
 
 EXAMPLES = (
     "How do I prevent race conditions when two users update the same row?",
@@ -149,9 +151,9 @@ def _typed_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-# What a developer reads about the API endpoints. Gradio takes an endpoint's description from
-# the lines before "Args:" and each parameter's from its one line below it, so every entry
-# stays on one line.
+# What an agent reads about the tools (MCP) and a developer about the API endpoints. Gradio
+# takes a tool's description from the lines before "Args:" and each parameter's from its one
+# line below it, so every entry stays on one line.
 _ASK_DOC = (
     "Answer a question from the documentation the way the Nexus chat does.",
     "Returns JSON: `answered` (false when nothing in the documentation is close enough, with "
@@ -168,6 +170,13 @@ _SEARCH_DOC = (
     "`heading_path`, `category`, `score`, `relevance` (cosine between query and passage) and "
     "`url` of its document view.",
 )
+
+
+def _for_caller(request: gr.Request | None, data: Any) -> Any:
+    """An API endpoint's result as its caller reads it best: JSON text for an MCP client (to
+    which Gradio would otherwise hand Python's repr of the data), the data itself for others."""
+    path = str(request.url.path) if request is not None else ""
+    return json.dumps(data, ensure_ascii=False) if MCP_PATH in path else data
 
 
 def _docstring(summary: Sequence[str], args: dict[str, str]) -> str:
@@ -331,6 +340,7 @@ def build_ui(
         mode: str = settings.mode,
         category: str = "",
         collection: str = "",
+        request: gr.Request | None = None,
     ) -> dict[str, Any]:
         try:
             service = collections.get(collection or None)
@@ -339,7 +349,8 @@ def build_ui(
             )
         except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
-        return {**reply_dict(reply, link_name(service)), "collection": service.name}
+        answer = {**reply_dict(reply, link_name(service)), "collection": service.name}
+        return cast(dict[str, Any], _for_caller(request, answer))
 
     def search(
         query: str,
@@ -347,13 +358,15 @@ def build_ui(
         mode: str = settings.mode,
         category: str = "",
         collection: str = "",
+        request: gr.Request | None = None,
     ) -> list[dict[str, Any]]:
         try:
             service = collections.get(collection or None)
             hits = service.search(query, k, _mode(mode), _category(category))
         except AssistantError as exc:
             raise gr.Error(str(exc)) from exc
-        return [hit_dict(h, link_name(service)) for h in hits]
+        found = [hit_dict(h, link_name(service)) for h in hits]
+        return cast(list[dict[str, Any]], _for_caller(request, found))
 
     shared = _tool_args(settings, collections)
     ask.__doc__ = _docstring(
@@ -470,7 +483,7 @@ def build_ui(
             gr.Timer(STATUS_EVERY_S).tick(
                 refresh_status, status_inputs, status_outputs, show_progress="hidden", **private
             )
-        # Not queued: calls run side by side, as REST requests do.
+        # Not queued: the MCP server then calls them in-process, and calls run side by side.
         gr.api(ask, api_name="ask", queue=False)  # type: ignore[attr-defined]
         gr.api(search, api_name="search", queue=False)  # type: ignore[attr-defined]
     return cast(gr.Blocks, demo)
