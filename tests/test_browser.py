@@ -31,9 +31,10 @@ FLAGS = [
 ]
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs chromium: apt-get install -y chromium"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs chromium: apt-get install -y chromium"),
+]
 
 
 @pytest.fixture(scope="module")
