@@ -167,3 +167,20 @@ def test_updating_a_collection_keeps_the_options_its_index_was_built_with(
     summary = django.rebuild()
     assert "(1 read anew, 0 removed)" in summary, summary
     assert django.assistant.manifest.chunking["min_chunk_tokens"] == 8
+
+
+def test_serving_first_updates_each_collection_from_the_corpus_it_was_built_from(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from assistant.stores import open_index
+    from assistant.web.server import _update_collection
+
+    encoder = HashEncoder()
+    index = build_django(tmp_path, encoder)
+    (tmp_path / "django-docs" / "topics" / "forms.md").write_text("# Forms\n\nA form cleans.\n")
+    _update_collection("django", Settings(index_dir=index), encoder)
+    manifest = open_index(index).manifest
+    assert manifest.documents == 3 and manifest.changes["added"] == 1
+    assert manifest.chunking["min_chunk_tokens"] == 8  # built as it was
+    _update_collection("later", Settings(index_dir=tmp_path / "missing"), encoder)
+    assert "collection later is served as it is" in caplog.text

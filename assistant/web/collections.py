@@ -70,15 +70,6 @@ class Collections:
         for slot in self._slots.values():
             self._try_open(slot)
 
-    @classmethod
-    def of(cls, service: NexusService) -> Collections:
-        """One collection, already open."""
-
-        def opened(name: str, folder: Path) -> NexusService:
-            return service
-
-        return cls({service.name: service.updater.settings.index_dir}, opened)
-
     @property
     def names(self) -> list[str]:
         return list(self._slots)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ..build import prepare_index
+from ..build import kept_settings, prepare_index
 from ..config import SearchMode, Settings
 from ..errors import (
     AssistantError,
@@ -577,9 +577,12 @@ def _update_collection(name: str, settings: Settings, encoder: "Encoder | None")
 
     try:
         index = open_index(settings.index_dir, settings=settings)
-        corpus = Path(index.manifest.corpus_root)
+        manifest = index.manifest
         index.close()
-        report = prepare_index(settings.replace(corpus_dir=corpus), encoder=encoder)
+        built_as = kept_settings(settings, manifest)  # as its watcher will update it
+        report = prepare_index(
+            built_as.replace(corpus_dir=Path(manifest.corpus_root)), encoder=encoder
+        )
     except AssistantError as exc:
         log.warning("collection %s is served as it is: %s", name, exc)
         return
