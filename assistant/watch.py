@@ -130,7 +130,8 @@ class IndexUpdater:
         Raises:
             UpdateRunning: ``wait`` is False and a build is running.
             AssistantError: The build failed (an empty corpus, a full disk ...); the reason is
-                also kept in :meth:`state`, and the previous index keeps serving.
+                also kept in :meth:`state`, and the previous index keeps serving. Any other
+                exception is a bug, and is recorded the same way before it propagates.
         """
         if not self._build_lock.acquire(blocking=wait):
             raise UpdateRunning("a build of this index is already running")
@@ -140,9 +141,10 @@ class IndexUpdater:
                 report = prepare_index(
                     self.settings, encoder=self._encoder, progress=self._progress
                 )
-            except AssistantError as exc:
-                self._set(failed=_now(), problem=str(exc))
-                log.warning("update failed, the previous index keeps serving: %s", exc)
+            except Exception as exc:  # any failure leaves the previous index in place
+                problem = str(exc) if isinstance(exc, AssistantError) else f"{exc!r} (a bug)"
+                self._set(failed=_now(), problem=problem)
+                log.warning("update failed, the previous index keeps serving: %s", problem)
                 raise
             if report is not None:
                 builds = self.state().builds + 1
@@ -171,6 +173,9 @@ class IndexUpdater:
                 try:
                     report = self.update()
                 except AssistantError:
+                    continue  # said in the log and the state; the next change tries again
+                except Exception:
+                    log.exception("the update failed unexpectedly; watching goes on")
                     continue
                 if report is not None:
                     yield report

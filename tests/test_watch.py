@@ -182,3 +182,25 @@ def test_a_second_build_is_refused_while_one_runs(corpus: Path, index_dir: Path)
     with updater._build_lock, pytest.raises(UpdateRunning):  # a build is running
         updater.update(wait=False)
     assert updater.update() is not None  # none running: it builds
+
+
+def test_an_unexpected_error_in_a_build_is_recorded_and_watching_goes_on(
+    kept: IndexUpdater, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = watch_module.prepare_index
+    calls: list[int] = []
+
+    def fails_once(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("disk gremlins")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(watch_module, "prepare_index", fails_once)
+    (kept.corpus_dir / "one.md").write_text("# One\n\nOcelot notes.\n")
+    eventually(lambda: kept.state().problem is not None)
+    assert "disk gremlins" in (kept.state().problem or "") and kept.state().watching
+    (kept.corpus_dir / "two.md").write_text("# Two\n\nMarmot notes.\n")
+    eventually(lambda: kept.state().builds == 1)
+    assert kept.state().problem is None
+    assert sources_for(kept, "ocelot marmot") == {"one.md", "two.md"}
