@@ -247,7 +247,7 @@ def create_app(
 
     specs = dict(collections) if collections else {DEFAULT_NAME: settings.index_dir}
     served = Collections(specs, open_service, on_open=opened)
-    if not any(True for _ in served.services()):
+    if next(served.services(), None) is None:
         raise served.first_error()
 
     @contextlib.asynccontextmanager
