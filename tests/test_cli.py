@@ -128,6 +128,9 @@ def test_build_watch_updates_on_every_change_until_ctrl_c(corpus: Path, index_di
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As in a terminal, whether or not these tests run in the background (which ignores
+        # Ctrl-C for everything started from there).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stderr is not None and child.stdout is not None

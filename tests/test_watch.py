@@ -142,6 +142,7 @@ def test_a_save_is_indexed_and_unchanged_saves_build_nothing(kept: IndexUpdater)
     page = kept.corpus_dir / "guides" / "caching.md"
     page.write_text(page.read_text() + "\nZanzibar notes on cache stampedes.\n")
     eventually(lambda: "guides/caching.md" in sources_for(kept, "zanzibar"))
+    eventually(lambda: not kept.state().building)  # published, and the update has returned
     state = kept.state()
     assert state.builds == 1 and state.problem is None and state.last_change
     assert state.report is not None and state.report.changes.modified == ["guides/caching.md"]
