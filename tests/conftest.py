@@ -119,13 +119,21 @@ def default_build(tmp_path_factory: pytest.TempPathFactory) -> DefaultBuild:
 FULL_SUITE_ENV = "NEXUS_FULL_SUITE"  # set by `make test`: every test runs, none is skipped
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Under ``make test`` a skipped test fails with its reason: the suite promises to run
-    whole, and a missing package or browser must say so rather than pass quietly."""
-    report = yield
+def _fail_if_skipped(report: Any) -> Any:
+    """Under ``make test`` a skipped test, or module, fails with its reason: the suite promises
+    to run whole, and a missing package or browser must say so rather than pass quietly."""
     if report.skipped and os.environ.get(FULL_SUITE_ENV) and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped, but `make test` runs every test: {reason}"
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    return _fail_if_skipped((yield))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    return _fail_if_skipped((yield))
