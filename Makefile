@@ -1,4 +1,5 @@
-# Nexus: `make run` installs everything and answers a question; `make test` runs the tests.
+# Nexus: `make run` installs everything, indexes corpus/ and serves the chat; `make test` runs
+# the whole test suite.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,11 +10,14 @@ SCALE  := $(VENV)/.installed-scale
 TORCH  := torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP    := $(PY) -m pip install --disable-pip-version-check -q $(if $(WHEELS),--find-links $(WHEELS))
+# What the test suite needs from Debian: a browser for the UI tests, a real-world PDF to read.
+DEBIAN_PACKAGES := chromium shared-mime-info
 QUESTION ?= How do I prevent race conditions when two users update the same row?
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install install-scale run serve build ask test test-all lint format clean
+.PHONY: install install-scale system-packages run serve build ask test test-quick test-all \
+	lint format clean
 
 install: $(STAMP)
 
@@ -24,27 +28,41 @@ $(STAMP): pyproject.toml
 	$(PIP) -e '.[dev,onnx]'
 	touch $(STAMP)
 
-# Milvus and Ray, for scaling out; `make test` runs their tests when they are installed.
+# Milvus and Ray, for scaling out; `make test` installs them to run their tests.
 install-scale: $(SCALE)
 
 $(SCALE): $(STAMP)
 	$(PIP) -e '.[dev,onnx,scale]'
 	touch $(SCALE)
 
+system-packages:
+	@sh scripts/system_packages.sh $(DEBIAN_PACKAGES)
+
+# Build or update the index of corpus/, serve the chat at http://127.0.0.1:7860 and keep the
+# index in step with every file saved under corpus/.
+run: install
+	$(PY) app.py --corpus corpus --index index --watch
+
+serve: run
+
 build: install
 	$(VENV)/bin/nexus build --corpus corpus --index index
 
-run: build
+# One answer on the command line: make ask QUESTION="what is the GIL?"
+ask: build
 	$(VENV)/bin/nexus search "$(QUESTION)" -k 3
 
-serve: install
-	$(PY) app.py
+# Every test, none skipped: a test that cannot run here fails and says what is missing.
+test: install-scale system-packages
+	NEXUS_FULL_SUITE=1 $(PY) -m pytest
 
-test: install
-	$(PY) -m pytest
+# The inner loop: stop at the first failure, leave out the browser, the real model and the
+# scale extra.
+test-quick: install
+	$(PY) -m pytest -x -q -m 'not slow and not model and not scale and not browser'
 
-test-all: install
-	$(PY) -m pytest -m ''
+test-all: install-scale system-packages
+	NEXUS_FULL_SUITE=1 $(PY) -m pytest -m ''
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .errors import (
     AssistantError,
+    CollectionNotFoundError,
+    CollectionUnavailableError,
     ConfigError,
     CorpusNotFoundError,
     DocumentNotFoundError,
@@ -39,6 +41,8 @@ __all__ = [
     "Assistant",
     "AssistantError",
     "BuildReport",
+    "CollectionNotFoundError",
+    "CollectionUnavailableError",
     "ConfigError",
     "CorpusChanges",
     "CorpusNotFoundError",

@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .analysis import split_mode
 from .config import Settings
 from .encoders import Encoder, encoder_mismatch, load_encoder, probe_vector
 from .errors import AssistantError, EmptyCorpusError, IndexNotFoundError
@@ -30,6 +32,7 @@ from .ingest.readers import READER_VERSIONS
 from .stores import (
     CorpusRecord,
     IndexReader,
+    Manifest,
     StoredDocument,
     open_index,
     resolve_store,
@@ -37,9 +40,49 @@ from .stores import (
     write_generation,
 )
 
-__all__ = ["BuildReport", "CorpusChanges", "build_index", "corpus_changes", "prepare_index"]
+__all__ = [
+    "BuildReport",
+    "CorpusChanges",
+    "build_index",
+    "corpus_changes",
+    "kept_settings",
+    "prepare_index",
+]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CorpusChanges:
+    """How a corpus folder differs from what an index was built from (sources, sorted).
+
+    ``modified`` counts a document whose file or any file it includes changed; ``outdated``
+    lists unchanged documents that a newer reader of their format would read differently.
+    """
+
+    added: list[str]
+    modified: list[str]
+    removed: list[str]
+    outdated: list[str] = field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.added or self.modified or self.removed or self.outdated)
+
+    def summary(self) -> str:
+        if not self.stale:
+            return "up to date"
+        parts = [
+            f"{len(names)} {label} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+            for label, names in (
+                ("added", self.added),
+                ("modified", self.modified),
+                ("removed", self.removed),
+                ("to re-read with a newer reader", self.outdated),
+            )
+            if names
+        ]
+        return "changed since the build: " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -54,7 +97,8 @@ class BuildReport:
     included), ``dense`` (build the FAISS index, or upsert the new chunks into the Milvus
     collection, which computes their BM25 vectors itself), ``keyword`` (build BM25) and
     ``write`` (store and publish the generation). ``executor`` says where new chunks were
-    embedded.
+    embedded. ``changes`` names the documents this build took in (``added``, ``modified``:
+    read anew) and those it dropped (``removed``), against the index it updated.
     """
 
     index_dir: str
@@ -69,11 +113,18 @@ class BuildReport:
     full: bool
     seconds: dict[str, float] = field(default_factory=dict)
     executor: str = "local"
+    changes: CorpusChanges = field(default_factory=lambda: CorpusChanges([], [], []))
+
+    @property
+    def taken_in(self) -> int:
+        """Documents this build read anew: added or modified."""
+        return len(self.changes.added) + len(self.changes.modified)
 
     def summary(self) -> str:
         mode = "full" if self.full else "incremental"
+        took = f"{self.taken_in} read anew, {len(self.changes.removed)} removed"
         return (
-            f"{mode} build of {self.documents} documents → {self.chunks} chunks "
+            f"{mode} build of {self.documents} documents ({took}) → {self.chunks} chunks "
             f"({self.embedded} embedded{' on Ray' if self.executor == 'ray' else ''}, "
             f"{self.reused} reused, {len(self.skipped)} files "
             f"skipped) in {self.seconds.get('total', 0.0):.1f}s; index {self.index_type} "
@@ -158,6 +209,7 @@ class _Collected:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     includes: dict[str, dict[str, str]] = field(default_factory=dict)
+    reused: set[str] = field(default_factory=set)  # documents kept whole from the previous index
 
     def skip(self, source: str, reason: str) -> None:
         # A file name that is not valid UTF-8 is shown with its odd bytes escaped, so reports
@@ -277,6 +329,7 @@ def _collect(
                 rows = reusable_rows.get(item.source, [])
                 reused = db.chunks(rows)
                 out.documents.append(old)
+                out.reused.add(old.source)
                 out.chunks.extend(reused[r] for r in rows)
                 out.reuse.extend(rows)
                 if item.source in old_includes:
@@ -393,11 +446,13 @@ def build_index(
             else []
         )
     with watch("model"):
-        encoder = encoder or load_encoder(settings, cache_dir=index_dir / "encoders")
+        # Indexes built before exports were shared keep one in their own encoders/ folder.
+        encoder = encoder or load_encoder(settings, earlier_exports=[index_dir / "encoders"])
         probe = probe_vector(encoder)
     chunking = _chunking_params(settings, encoder)
     with watch("reuse"):
         previous = None if full else _previous_index(index_dir, encoder, probe, settings)
+        before = {d.source for d in previous.index.db.documents()} if previous else set()
     collected = _Collected()
     if documents is None:
         incoming = _read(corpus_dir, paths, settings.max_file_bytes, collected, watch)
@@ -423,13 +478,19 @@ def build_index(
                 f"{len(collected.skipped)} skipped); add .md, .rst, .txt or .html documents"
             )
         with watch("embed"):
-            embed = _document_embedder(settings, encoder, probe, index_dir / "encoders", progress)
+            embed = _document_embedder(settings, encoder, probe, settings.encoder_cache, progress)
             vectors, embedded = _vectors(collected, previous, encoder.dim, embed)
     finally:
         if previous is not None:
             previous.index.close()
 
     chunks, stored = collected.chunks, collected.documents
+    taken_in = [d.source for d in stored if d.source not in collected.reused]
+    changes = CorpusChanges(
+        added=sorted(s for s in taken_in if s not in before),
+        modified=sorted(s for s in taken_in if s in before),
+        removed=sorted(before - {d.source for d in stored}),
+    )
     store = store_writer(settings, index_dir, encoder.name)
     prepared = store.prepare(chunks, vectors, full=previous is None, progress=progress)
     for stage, seconds in prepared.seconds.items():
@@ -446,13 +507,7 @@ def build_index(
             prepared=prepared,
             record=collected.record(),
             manifest={
-                "encoder": {
-                    "name": encoder.name,
-                    "backend": encoder.backend,
-                    "dim": encoder.dim,
-                    "max_tokens": encoder.max_tokens,
-                    "probe": probe,
-                },
+                "encoder": _encoder_record(encoder, probe),
                 "normalize": True,
                 "metric": "inner_product",
                 "index_choice": {
@@ -466,6 +521,11 @@ def build_index(
                 "chunks": len(chunks),
                 "skipped": len(collected.skipped),
                 "readers": READER_VERSIONS,
+                "changes": {
+                    "added": len(changes.added),
+                    "modified": len(changes.modified),
+                    "removed": len(changes.removed),
+                },
             },
         )
         store.finish()
@@ -482,42 +542,25 @@ def build_index(
         full=previous is None,
         seconds=watch.report(),
         executor=settings.executor,
+        changes=changes,
     )
     log.info(report.summary())
     return report
 
 
-@dataclass(frozen=True)
-class CorpusChanges:
-    """How a corpus folder differs from what an index was built from (sources, sorted).
-
-    ``modified`` counts a document whose file or any file it includes changed; ``outdated``
-    lists unchanged documents that a newer reader of their format would read differently.
-    """
-
-    added: list[str]
-    modified: list[str]
-    removed: list[str]
-    outdated: list[str] = field(default_factory=list)
-
-    @property
-    def stale(self) -> bool:
-        return bool(self.added or self.modified or self.removed or self.outdated)
-
-    def summary(self) -> str:
-        if not self.stale:
-            return "up to date"
-        parts = [
-            f"{len(names)} {label} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
-            for label, names in (
-                ("added", self.added),
-                ("modified", self.modified),
-                ("removed", self.removed),
-                ("to re-read with a newer reader", self.outdated),
-            )
-            if names
-        ]
-        return "changed since the build: " + "; ".join(parts)
+def _encoder_record(encoder: Encoder, probe: list[float]) -> dict[str, Any]:
+    """The manifest's ``encoder`` block: what made the vectors, down to the ONNX export."""
+    record: dict[str, Any] = {
+        "name": encoder.name,
+        "backend": encoder.backend,
+        "dim": encoder.dim,
+        "max_tokens": encoder.max_tokens,
+        "probe": probe,
+    }
+    export = getattr(encoder, "export", None)  # only the ONNX backends run from an export
+    if export:
+        record["export"] = export
+    return record
 
 
 def corpus_changes(
@@ -612,4 +655,19 @@ def prepare_index(
         settings=settings,
         encoder=encoder,
         progress=progress,
+    )
+
+
+def kept_settings(settings: Settings, manifest: Manifest) -> Settings:
+    """``settings`` with the chunking and keyword options the index of ``manifest`` was built
+    with, so that updating it (a server's watcher, its Rebuild button) takes in what changed
+    in the corpus and nothing else: new options are for ``nexus build``."""
+    chunking, keyword = manifest.chunking, manifest.keyword
+    return settings.replace(
+        chunk_tokens=chunking.get("chunk_tokens"),
+        chunk_overlap=chunking.get("chunk_overlap"),
+        min_chunk_tokens=chunking.get("min_chunk_tokens"),
+        keyword_k1=keyword.get("k1"),
+        keyword_b=keyword.get("b"),
+        split_identifiers=split_mode(keyword),
     )

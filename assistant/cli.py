@@ -9,18 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .config import BACKENDS, EXECUTORS, SEARCH_MODES, STORES, SearchMode, Settings
+from .config import (
+    BACKENDS,
+    COLLECTIONS_ENV,
+    EXECUTORS,
+    SEARCH_MODES,
+    STORES,
+    SearchMode,
+    Settings,
+)
 from .errors import AssistantError
 from .search.query import MAX_K
 
 if TYPE_CHECKING:
+    from .build import BuildReport
     from .stores import IndexReader
 
 __all__ = ["cli", "main"]
@@ -130,6 +139,12 @@ def cli(verbose: bool) -> None:
     default=None,
     help="Embedding workers on Ray, each loading the model once.  [default: one per node]",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After building, keep watching the corpus and update the index whenever files "
+    "change (Ctrl-C stops).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 def build(
@@ -143,6 +158,7 @@ def build(
     executor: str | None,
     ray_address: str | None,
     ray_workers: int | None,
+    watch: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -151,6 +167,7 @@ def build(
     \b
     Example:
         nexus build --corpus ~/docs --index ~/docs-index --model all-MiniLM-L6-v2
+        nexus build --corpus ~/docs --watch             # and again whenever a file changes
         nexus build --corpus ~/docs --store milvus --milvus-uri http://milvus:19530
         nexus build --executor ray --ray-address auto   # embed on a Ray cluster
     """
@@ -169,22 +186,54 @@ def build(
     )
     if settings.executor != "ray" and (ray_address or ray_workers):
         raise click.ClickException("--ray-address and --ray-workers need --executor ray")
+
+    def show(report: BuildReport) -> None:
+        if as_json:
+            _echo_json(asdict(report))
+            return
+        for source, reason in report.skipped:
+            click.echo(f"skipped {source}: {reason}", err=True)
+        click.echo(report.summary())
+
     try:
-        report = build_index(
-            settings.corpus_dir,
-            settings.index_dir,
-            settings=settings,
-            full=full,
-            progress=not quiet,
-        )
+        if full or not watch:
+            show(
+                build_index(
+                    settings.corpus_dir,
+                    settings.index_dir,
+                    settings=settings,
+                    full=full,
+                    progress=not quiet,
+                )
+            )
+        if watch:
+            _watch_and_build(settings, show, progress=not quiet, first=not full)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
-    if as_json:
-        _echo_json(asdict(report))
-        return
-    for source, reason in report.skipped:
-        click.echo(f"skipped {source}: {reason}", err=True)
-    click.echo(report.summary())
+
+
+def _watch_and_build(
+    settings: Settings, show: Callable[[BuildReport], None], *, progress: bool, first: bool
+) -> None:
+    """``nexus build --watch``: update now (unless a full build just ran), then after every
+    change under the corpus, until Ctrl-C. A failed update is reported and watching goes on."""
+    from .encoders import load_encoder
+    from .watch import IndexUpdater
+
+    encoder = load_encoder(settings, earlier_exports=[settings.index_dir / "encoders"])
+    updater = IndexUpdater(settings, encoder=encoder, progress=progress)
+    if first:
+        report = updater.update()  # a failure here (no corpus ...) is the command's error
+        if report is not None:
+            show(report)
+        else:
+            click.echo("the index is up to date with the corpus")
+    click.echo(f"watching {settings.corpus_dir} for changes (Ctrl-C stops)", err=True)
+    try:
+        for report in updater.watch():  # a failed update is logged, and watching goes on
+            show(report)
+    except KeyboardInterrupt:
+        click.echo("stopped watching", err=True)
 
 
 @cli.command()
@@ -307,8 +356,15 @@ def info(
     click.echo(f"index       {settings.index_dir} ({manifest.generation})")
     click.echo(f"built       {manifest.built_at} from {manifest.corpus_root}")
     click.echo(f"documents   {manifest.documents} ({manifest.skipped} files skipped)")
+    if manifest.changes:
+        took = manifest.changes.get("added", 0) + manifest.changes.get("modified", 0)
+        click.echo(
+            f"last build  took in {took} documents, removed {manifest.changes.get('removed', 0)}"
+        )
     click.echo(f"chunks      {manifest.chunks}")
     click.echo(f"model       {manifest.encoder_name} ({manifest.dim} dimensions)")
+    if manifest.encoder.get("export"):
+        click.echo(f"export      {manifest.encoder['export']} (in {settings.encoder_cache})")
     click.echo(f"dense index {manifest.index_type}, {manifest.metric}")
     bm25 = manifest.keyword
     click.echo(
@@ -578,6 +634,21 @@ def _show_beir(row: dict[str, Any], as_json: bool) -> None:
     default=Path("feedback.jsonl"),
     help="File that thumbs up/down votes are appended to.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Update the index whenever files under the corpus change, while serving.",
+)
+@click.option(
+    "--collection",
+    "collection_specs",
+    metavar="NAME=INDEX",
+    multiple=True,
+    envvar=COLLECTIONS_ENV,
+    help="Serve this index as collection NAME; repeatable, the first is the default. Each is "
+    "kept in step with the corpus its index was built from.  [$NEXUS_COLLECTIONS: NAME=INDEX "
+    "pairs separated by commas]",
+)
 def serve(
     index_dir: Path | None,
     corpus_dir: Path | None,
@@ -589,18 +660,22 @@ def serve(
     reranker: str | None,
     allow_rebuild: bool,
     feedback: Path,
+    watch: bool,
+    collection_specs: tuple[str, ...],
 ) -> None:
-    """Serve the chat UI and the REST API; builds or updates the index first if needed.
+    """Serve the chat UI, the MCP tools and the REST API; builds or updates the index first.
 
     Set NEXUS_AUTH_USER and NEXUS_AUTH_PASSWORD to require a login on every page and API.
 
     \b
     Example:
-        nexus serve --corpus corpus --index index --port 7860
+        nexus serve --corpus corpus --index index --port 7860 --watch
+        nexus serve --collection hub=index --collection django=/srv/django-index
         curl 'http://127.0.0.1:7860/api/search?q=cache+invalidation&k=3'
     """
     import os
 
+    from .config import parse_collections
     from .web.server import auth_from_env
     from .web.server import serve as run_server
 
@@ -614,6 +689,12 @@ def serve(
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("assistant").setLevel(logging.INFO)
     try:
+        collections = parse_collections(collection_specs) or None
+        if collections and (corpus_dir or index_dir):
+            raise click.ClickException(
+                "--corpus and --index name the one index to serve; with --collection, each "
+                "index is updated from the corpus it was built from"
+            )
         auth = auth_from_env(os.environ)
         run_server(
             settings,
@@ -623,6 +704,8 @@ def serve(
             feedback_log=feedback,
             auth=auth,
             allow_rebuild=allow_rebuild,
+            watch=watch,
+            collections=collections,
         )
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -19,6 +20,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "COLLECTIONS_ENV",
     "DEFAULT_COLLECTION",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
@@ -30,6 +32,8 @@ __all__ = [
     "FusionMethod",
     "SearchMode",
     "Settings",
+    "default_encoder_cache",
+    "parse_collections",
 ]
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
@@ -44,6 +48,17 @@ STORES = ("auto", "faiss", "milvus")
 SPLIT_MODES = ("none", "mixed", "all")  # which code names keyword search also splits
 DEFAULT_COLLECTION = "nexus_chunks"
 ENV_PREFIX = "NEXUS_"
+# The collections one server answers from, as NAME=INDEX_DIR pairs separated by commas.
+COLLECTIONS_ENV = "NEXUS_COLLECTIONS"
+# A collection's name travels in URLs, API parameters and MCP tool arguments: keep it plain.
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def default_encoder_cache() -> Path:
+    """Where model exports live unless configured: ``$XDG_CACHE_HOME/nexus/encoders``, which
+    is ``~/.cache/nexus/encoders`` when the variable is unset (the XDG base directory rule)."""
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "nexus" / "encoders"
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,14 @@ class Settings:
         backend: What computes the vectors: ``torch`` (sentence-transformers on PyTorch),
             ``onnx`` (the same model exported to ONNX Runtime: identical vectors, faster on
             CPU) or ``onnx-int8`` (weights quantized to int8: faster still, vectors move a
-            little). Exports are cached in ``<index_dir>/encoders``. A model that cannot be
+            little). Exports are kept in ``encoder_cache``. A model that cannot be
             exported, or a missing onnxruntime, falls back to ``torch`` with a warning.
             Default ``onnx``: lossless, and faster than ``torch`` to build, search and start
             (``benchmarks/studies/backends.md``, "Which backend is the default, and why").
+        encoder_cache: Folder of ONNX exports, keyed by model files, backend and library
+            versions, so one export serves every index and collection on the machine (each
+            index records which export built it). Default ``$XDG_CACHE_HOME/nexus/encoders``
+            (``~/.cache/nexus/encoders``).
         threads: Threads per ONNX Runtime forward pass; 0 uses every core: a question on one
             multi-threaded session, bulk encoding on one single-threaded session per core.
         device: Torch device for the encoder. Default ``cpu``.
@@ -170,6 +189,7 @@ class Settings:
     index_dir: Path = Path("index")
     model: str = DEFAULT_MODEL
     backend: str = "onnx"
+    encoder_cache: Path = field(default_factory=default_encoder_cache)
     threads: int = 0
     device: str = "cpu"
     batch_size: int = 8
@@ -299,12 +319,18 @@ class Settings:
         for f in fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = _parse(f.name, raw, f.default)
+                values[f.name] = _parse(f.name, raw, _default(f))
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
@@ -325,3 +351,28 @@ def _parse(name: str, raw: str, default: Any) -> Any:
     except ValueError:
         kind = type(default).__name__
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+
+
+def parse_collections(specs: Sequence[str]) -> dict[str, Path]:
+    """Collections from ``NAME=INDEX_DIR`` specs (``hub=index``), in the order given; a spec
+    may hold several separated by commas, as ``NEXUS_COLLECTIONS`` does.
+
+    Raises:
+        ConfigError: A spec is not ``NAME=INDEX_DIR``, a name is not plain (letters, digits,
+            ``_``, ``-``, ``.``; at most 64) or a name is given twice.
+    """
+    collections: dict[str, Path] = {}
+    for spec in (part for given in specs for part in given.split(",") if part.strip()):
+        name, sep, folder = spec.partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not sep or not folder:
+            raise ConfigError(f"a collection is NAME=INDEX_DIR (hub=index), got {spec!r}")
+        if not _COLLECTION_NAME.fullmatch(name):
+            raise ConfigError(
+                f"collection name {name!r} must be letters, digits, '_', '-' or '.', starting "
+                "with a letter or digit, at most 64 characters"
+            )
+        if name in collections:
+            raise ConfigError(f"collection {name!r} is given twice")
+        collections[name] = Path(folder).expanduser()
+    return collections

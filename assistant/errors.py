@@ -12,6 +12,8 @@
     ├── IndexWriteError(OSError)           the new index could not be written; the old one stays
     ├── QueryError(ValueError)             an empty or unusable query
     ├── DocumentNotFoundError(LookupError) no such document in the index
+    ├── CollectionNotFoundError(LookupError)  the server has no collection of that name
+    ├── CollectionUnavailableError(ConnectionError)  a collection's index cannot be opened now
     ├── StoreError(ConnectionError)       the vector store server failed or is unreachable
     └── MissingDependencyError(ImportError)
 
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 __all__ = [
     "AssistantError",
+    "CollectionNotFoundError",
+    "CollectionUnavailableError",
     "ConfigError",
     "CorpusNotFoundError",
     "DocumentNotFoundError",
@@ -80,6 +84,15 @@ class MissingDependencyError(AssistantError, ImportError):
 
 class DocumentNotFoundError(AssistantError, LookupError):
     """No document with the requested source path is in the index."""
+
+
+class CollectionNotFoundError(AssistantError, LookupError):
+    """The server answers from no collection of the requested name."""
+
+
+class CollectionUnavailableError(AssistantError, ConnectionError):
+    """A collection the server was given cannot be opened now (its index is missing or
+    damaged); the others keep answering, and it is retried."""
 
 
 class StoreError(AssistantError, ConnectionError):

@@ -412,6 +412,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def machine() -> dict[str, Any]:
+    """The CPU a figure was measured on: model, cores, the vector instructions that change
+    embedding speed (``avx2``, ``avx512_vnni``), and the load when asked."""
+    flags: set[str] = set()
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            key, _, value = line.partition(":")
+            if key.strip() == "flags" and not flags:
+                flags = set(value.split())
+            elif key.strip() == "model name" and not model:
+                model = value.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "avx2": "avx2" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 @contextmanager
 def served_index(
     index_dir: Path, *, startup_timeout: float = 180.0, auth: bool = True
@@ -419,6 +440,20 @@ def served_index(
     """Serve ``index_dir`` with ``app.py`` in a child process on a free loopback port (as it
     is, without building); yields its URL. ``auth=False`` serves without the login that
     ``NEXUS_AUTH_USER`` / ``NEXUS_AUTH_PASSWORD`` would ask for."""
+    with served_app(index_dir, startup_timeout=startup_timeout, auth=auth) as (url, _):
+        yield url
+
+
+@contextmanager
+def served_app(
+    index_dir: Path,
+    *,
+    args: Sequence[str] = (),
+    startup_timeout: float = 180.0,
+    auth: bool = True,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`served_index` with more ``app.py`` arguments (``--watch``, ``--corpus``), yielding
+    the URL and the server process (to read what it costs)."""
     import httpx
 
     port = free_port()
@@ -428,7 +463,7 @@ def served_index(
     if not auth:
         env.pop("NEXUS_AUTH_USER", None)
         env.pop("NEXUS_AUTH_PASSWORD", None)
-    command = [sys.executable, str(APP), "--index", str(index_dir), "--no-build"]
+    command = [sys.executable, str(APP), "--index", str(index_dir), "--no-build", *args]
     server = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port), "--feedback", str(feedback)],
         env=env,
@@ -448,7 +483,7 @@ def served_index(
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         try:

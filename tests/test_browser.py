@@ -31,9 +31,10 @@ FLAGS = [
 ]
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs chromium: apt-get install -y chromium"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs chromium: apt-get install -y chromium"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -186,4 +187,52 @@ def test_real_model_answers_a_paraphrase_in_the_browser(
         assert "found nothing in the knowledge base" in refusal.inner_text()
         assert refusal.locator("a[href^='/document?source=']").count() >= 1
         assert page.locator(".nexus-card").count() == 5  # no cards added for the refusal
+        page.close()
+
+
+def test_pick_a_collection_and_watch_it_update(browser: Any, tmp_path: Path) -> None:
+    from tests.test_collections import build_django
+
+    encoder = HashEncoder()
+    settings, _ = make_index(tmp_path, encoder, hostile=False)
+    django = build_django(tmp_path, encoder)
+    collections = {"hub": settings.index_dir, "django": django}
+    app = create_app(settings, collections=collections, encoder=encoder, watch=True)
+    with serving(app) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="domcontentloaded")
+        page.wait_for_selector("#nexus-question textarea")
+        page.wait_for_function(
+            "() => document.querySelector('#nexus-status')?.innerText.includes('6 documents')"
+        )
+        page.locator("#nexus-collection input").click()
+        page.get_by_role("option", name="django").click()
+        page.wait_for_function(
+            "() => document.querySelector('#nexus-status').innerText.includes('2 documents')"
+        )
+        status = page.locator("#nexus-status").inner_text()
+        assert "Live: changes to the corpus are indexed" in status
+        ask(page, "select_related foreign keys join", 0)
+        source = page.locator("a.nexus-source").first
+        assert source.inner_text().startswith("models/querysets.md")
+        with page.context.expect_page() as opened:
+            source.click()
+        document = opened.value
+        document.wait_for_load_state("domcontentloaded")
+        assert "collection=django" in document.url
+        assert "QuerySets" in document.locator("h1").first.inner_text()
+
+        (tmp_path / "django-docs" / "topics" / "signals.md").write_text(
+            "# Signals\n\npost_save receivers run after a save.\n"
+        )
+        page.wait_for_function(  # the panel refreshes itself while the server watches
+            "() => document.querySelector('#nexus-status').innerText.includes('3 documents')",
+            timeout=TIMEOUT_MS,
+        )
+        assert "took in 1 file" in page.locator("#nexus-status").inner_text()
+        screenshot(page, "collections.png")
+        ask(page, "post_save receivers", 1)
+        newest = page.locator(".nexus-passages").last.locator("a.nexus-source")
+        assert any(text.startswith("topics/signals.md") for text in newest.all_inner_texts())
         page.close()

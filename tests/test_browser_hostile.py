@@ -23,9 +23,10 @@ from tests.webapp import DATA, serving
 
 __all__ = ["browser"]  # the fixture, shared with the other browser tests
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs chromium: apt-get install -y chromium"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs chromium: apt-get install -y chromium"),
+]
 
 CATEGORY = "<svg onload=window.__pwned='category'>"
 FILE = "<img src=x onerror=window.__pwned='file'>.md"

@@ -52,6 +52,23 @@ def test_unchanged_rebuild_reuses_every_vector(
     assert not second.full
 
 
+def test_each_build_records_the_documents_it_took_in_and_dropped(
+    corpus: Path, index_dir: Path, encoder: HashEncoder, settings
+) -> None:  # type: ignore[no-untyped-def]
+    first = build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert len(first.changes.added) == first.taken_in == 6 and not first.changes.removed
+    (corpus / "guides" / "caching.md").rename(corpus / "guides" / "caches.md")
+    page = corpus / "guides" / "locking.md"
+    page.write_text(page.read_text() + "\nOne more line about locks.\n")
+    report = build_index(corpus, index_dir, settings=settings, encoder=encoder)
+    assert report.changes.added == ["guides/caches.md"]
+    assert report.changes.modified == ["guides/locking.md"]
+    assert report.changes.removed == ["guides/caching.md"]
+    assert "2 read anew, 1 removed" in report.summary()
+    manifest = open_index(index_dir).manifest
+    assert manifest.changes == {"added": 1, "modified": 1, "removed": 1}
+
+
 def test_editing_one_section_re_embeds_only_that_chunk(
     corpus: Path, index_dir: Path, encoder: HashEncoder, settings
 ) -> None:  # type: ignore[no-untyped-def]

@@ -106,3 +106,74 @@ def test_build_script_help_runs_as_a_program() -> None:
         cwd=REPO,
     )
     assert result.returncode == 0 and "--corpus" in result.stdout and "--full" in result.stdout
+
+
+# ``nexus`` in a child process with the fake encoder in place of the model.
+CLI_WITH_FAKE_MODEL = (
+    "import sys, assistant.encoders as e, assistant.build as b; "
+    "from assistant.testing import HashEncoder; "
+    "e.load_encoder = b.load_encoder = lambda *a, **kw: HashEncoder(); "
+    "from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_build_watch_updates_on_every_change_until_ctrl_c(corpus: Path, index_dir: Path) -> None:
+    import signal
+    import time
+
+    command = [sys.executable, "-c", CLI_WITH_FAKE_MODEL, "build", "--watch", "--quiet"]
+    child = subprocess.Popen(
+        [*command, "--corpus", str(corpus), "--index", str(index_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As in a terminal, whether or not these tests run in the background (which ignores
+        # Ctrl-C for everything started from there).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert child.stderr is not None and child.stdout is not None
+        line = child.stderr.readline()
+        while "watching" not in line:  # the first build, then the watch begins
+            assert line, "the command ended before watching"
+            line = child.stderr.readline()
+        time.sleep(0.5)
+        (corpus / "guides" / "queues.md").write_text("# Queues\n\nCelery workers.\n")
+        deadline = time.monotonic() + 60
+        while not (index_dir / "CURRENT").exists() or len(list(index_dir.glob("gen-*"))) < 2:
+            assert time.monotonic() < deadline, "no second build"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    builds = [line for line in out.splitlines() if "build of" in line]
+    assert len(builds) == 2 and "(1 read anew, 0 removed)" in builds[1]
+    assert "stopped watching" in err
+
+
+def test_serve_takes_watch_and_collections_from_flags_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import assistant.web.server as server
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(server, "serve", lambda settings, **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("NEXUS_AUTH_USER", raising=False)
+    monkeypatch.delenv("NEXUS_AUTH_PASSWORD", raising=False)
+    assert main(["serve", "--watch", "--collection", "hub=index", "--collection", "dj=/d"]) == 0
+    assert calls[-1]["watch"] is True
+    assert calls[-1]["collections"] == {"hub": Path("index"), "dj": Path("/d")}
+    monkeypatch.setenv("NEXUS_COLLECTIONS", "hub=index,dj=/srv/dj")
+    assert main(["serve"]) == 0
+    assert calls[-1]["watch"] is False
+    assert calls[-1]["collections"] == {"hub": Path("index"), "dj": Path("/srv/dj")}
+    assert main(["serve", "--index", "other"]) == 1
+    assert "with --collection, each index is updated from the corpus" in capsys.readouterr().err
+    monkeypatch.setenv("NEXUS_COLLECTIONS", "nameless")
+    assert main(["serve"]) == 1
+    assert "a collection is NAME=INDEX_DIR" in capsys.readouterr().err

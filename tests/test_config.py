@@ -68,3 +68,39 @@ def test_queries_are_embedded_on_a_backend_matching_the_index(
     requested: str, built_with: str, served: str
 ) -> None:
     assert serving_backend(requested, built_with) == served
+
+
+def test_model_exports_live_in_the_xdg_cache_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert Settings().encoder_cache == tmp_path / "xdg" / "nexus" / "encoders"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert Settings().encoder_cache == Path.home() / ".cache" / "nexus" / "encoders"
+    configured = Settings.from_env({"NEXUS_ENCODER_CACHE": str(tmp_path / "exports")})
+    assert configured.encoder_cache == tmp_path / "exports"
+
+
+def test_collections_are_named_index_folders_in_order() -> None:
+    from assistant.config import parse_collections
+
+    found = parse_collections(["hub=index", "django = /srv/dj"])
+    assert list(found.items()) == [("hub", Path("index")), ("django", Path("/srv/dj"))]
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["index"], "a collection is NAME=INDEX_DIR"),
+        (["hub="], "a collection is NAME=INDEX_DIR"),
+        (["../x=index"], "collection name '../x' must be letters"),
+        (["hub=a", "hub=b"], "collection 'hub' is given twice"),
+    ],
+)
+def test_a_malformed_collection_is_refused_with_the_form_it_needs(
+    specs: list[str], message: str
+) -> None:
+    from assistant.config import parse_collections
+
+    with pytest.raises(ConfigError, match=message):
+        parse_collections(specs)

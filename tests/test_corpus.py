@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from assistant.ingest.documents import Document, SkipFile
 from assistant.ingest.files import discover, read_file
 from assistant.ingest.parsing import load_corpus
 from assistant.ingest.readers import SUPPORTED_SUFFIXES, parse
+from tests.test_build import UNPRIVILEGED
 
 
 def write(root: Path, source: str, content: str | bytes) -> Path:
@@ -511,10 +515,27 @@ def test_read_file_unreadable_via_chmod(tmp_path: Path) -> None:
     path = write(tmp_path, "secret.md", "text\n")
     path.chmod(0)
     try:
-        if os.access(path, os.R_OK):
-            pytest.skip("permissions are not enforced for this user (root)")
-        with pytest.raises(SkipFile, match="cannot read file"):
-            read_file(tmp_path, path, max_bytes=1000)
+        if not os.access(path, os.R_OK):
+            with pytest.raises(SkipFile, match="cannot read file"):
+                read_file(tmp_path, path, max_bytes=1000)
+            return
+        # Root reads any file: read as root without the capabilities that let it do so.
+        if not shutil.which("setpriv"):
+            pytest.skip("root obeys file modes only without its capabilities: needs setpriv")
+        code = (
+            "import sys; from pathlib import Path; from assistant.ingest.files import read_file\n"
+            "from assistant.ingest.documents import SkipFile\n"
+            "try: read_file(Path(sys.argv[1]), Path(sys.argv[2]), max_bytes=1000)\n"
+            "except SkipFile as exc: print(exc)\n"
+        )
+        done = subprocess.run(
+            [*UNPRIVILEGED, sys.executable, "-c", code, str(tmp_path), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        )
+        assert "cannot read file" in done.stdout, done.stderr
     finally:
         path.chmod(0o644)
 

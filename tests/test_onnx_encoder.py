@@ -57,18 +57,20 @@ def torch_index(workspace: Path, real_encoder) -> Path:  # type: ignore[no-untyp
     return workspace / "index"
 
 
-def test_a_first_default_build_exports_the_model_beside_the_index(default_build) -> None:  # type: ignore[no-untyped-def]
+def test_a_first_default_build_exports_the_model_into_the_shared_cache(default_build) -> None:  # type: ignore[no-untyped-def]
     assert Settings().backend == "onnx"
     report, index_dir = default_build.report, default_build.index_dir
     assert report.embedded == report.chunks > 0
-    exports = list((index_dir / "encoders").glob("all-MiniLM-L6-v2-onnx-*"))
+    exports = list(default_build.encoder_cache.glob("all-MiniLM-L6-v2-onnx-*"))
     assert len(exports) == 1 and (exports[0] / MODEL_FILE).is_file()
-    assert not list((index_dir / "encoders").glob(".tmp-*"))
+    assert not list(default_build.encoder_cache.glob(".tmp-*"))
+    assert not (index_dir / "encoders").exists()  # the index holds no copy of its own
     said = "\n".join(default_build.messages)
     assert "exporting all-MiniLM-L6-v2 to ONNX for the onnx backend" in said
     assert "exported all-MiniLM-L6-v2 in" in said
     index = open_index(index_dir)
     assert index.manifest.encoder["backend"] == "onnx"
+    assert index.manifest.encoder["export"] == exports[0].name  # which export built it
     index.close()
 
 
@@ -103,6 +105,37 @@ def test_another_index_in_the_same_process_copies_the_export(
     assert isinstance(encoder, OnnxEncoder)
     assert encoder.folder.parent == tmp_path / "other-index" / "encoders"
     assert (encoder.folder / MODEL_FILE).is_file()
+
+
+def test_every_index_shares_one_export_and_an_older_index_lends_its_own(
+    default_build,
+    workspace: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import assistant.encoders.onnx as module
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again although an export was at hand")
+
+    monkeypatch.setattr(module, "_export", no_export)
+    monkeypatch.setattr(module, "_EXPORTS", {})  # nothing in memory: only folders count
+    # An index built before exports were shared keeps its export in its own encoders/.
+    older = tmp_path / "older-index" / "encoders"
+    shutil.copytree(default_build.encoder_cache, older)
+    settings = Settings(encoder_cache=tmp_path / "cache")
+    lent = load_encoder(settings, earlier_exports=[older])
+    assert isinstance(lent, OnnxEncoder) and lent.folder.parent == settings.encoder_cache
+    monkeypatch.setattr(module, "_EXPORTS", {})
+    recorded = set()
+    for name in ("hub", "django"):
+        build_index(workspace / "corpus", tmp_path / name, settings=settings)
+        assert not (tmp_path / name / "encoders").exists()
+        index = open_index(tmp_path / name)
+        recorded.add(index.manifest.encoder["export"])
+        index.close()
+    assert [p.name for p in settings.encoder_cache.iterdir()] == [lent.export]
+    assert recorded == {lent.export}
 
 
 def test_without_onnxruntime_the_default_falls_back_to_torch_and_says_why(

@@ -58,7 +58,11 @@ class Encoder(Protocol):
 
 
 def load_encoder(
-    settings: Settings, model: str | None = None, *, cache_dir: Path | None = None
+    settings: Settings,
+    model: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+    earlier_exports: Sequence[Path] = (),
 ) -> Encoder:
     """The encoder for ``model`` (default: ``settings.model``) on ``settings.backend``.
 
@@ -69,7 +73,9 @@ def load_encoder(
     Args:
         settings: Model, backend, device, batch size and offline mode.
         model: Overrides ``settings.model``.
-        cache_dir: Where ONNX exports are kept; ``<settings.index_dir>/encoders`` by default.
+        cache_dir: Where ONNX exports are kept; ``settings.encoder_cache`` by default.
+        earlier_exports: Folders an export may already be in (an older index's own
+            ``encoders/``); found there, it is linked into the cache rather than made again.
 
     Raises:
         ConfigError: The model cannot be loaded.
@@ -84,7 +90,8 @@ def load_encoder(
                 canonical_model_name(name),
                 model_location(name),
                 backend=settings.backend,
-                cache_dir=cache_dir or settings.index_dir / "encoders",
+                cache_dir=cache_dir or settings.encoder_cache,
+                earlier=earlier_exports,
                 batch_size=settings.batch_size,
                 threads=settings.threads,
                 offline=settings.offline,

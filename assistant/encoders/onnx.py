@@ -1,10 +1,11 @@
 """Run a sentence-transformers model with ONNX Runtime instead of PyTorch.
 
-The model's transformer is exported once with ``torch.onnx.export``, its attention, layer norms
-and GELU fused by ONNX Runtime's transformer optimizer (and optionally quantized to int8), into
-a folder beside the index, together with its tokenizer and a ``meta.json`` that
-says how to pool. Pooling and normalization happen in numpy. Later processes load that folder
-without importing PyTorch or transformers, which makes them start and answer faster.
+The model's transformer is exported once per machine with ``torch.onnx.export``, its
+attention, layer norms and GELU fused by ONNX Runtime's transformer optimizer (and optionally
+quantized to int8), into a folder of the shared export cache (``Settings.encoder_cache``),
+together with its tokenizer and a ``meta.json`` that says how to pool. Pooling and
+normalization happen in numpy. Later processes load that folder without importing PyTorch or
+transformers, which makes them start and answer faster.
 
 The folder's name carries a key over the model's files, the backend, the export recipe and the
 library versions, so a changed model or recipe gets a fresh export and a stale one is never
@@ -13,7 +14,7 @@ recipe cannot reproduce raises :class:`ExportError` (the caller falls back to Py
 
 Layout::
 
-    index/encoders/<model>-<backend>-<key>/
+    ~/.cache/nexus/encoders/<model>-<backend>-<key>/
         model.onnx        the transformer: input_ids, attention_mask → token embeddings
         tokenizer.json    the model's fast tokenizer
         meta.json         key, pooling, window, prompts and the check cosines
@@ -100,6 +101,7 @@ class OnnxEncoder:
         from tokenizers import Tokenizer
 
         self.folder = folder
+        self.export = folder.name  # recorded in manifests: which export built an index
         try:
             meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
             self.name: str = meta["name"]
@@ -213,6 +215,7 @@ def load_onnx_encoder(
     *,
     backend: str,
     cache_dir: Path,
+    earlier: Sequence[Path] = (),
     batch_size: int = 8,
     threads: int = 0,
     offline: bool = True,
@@ -223,7 +226,10 @@ def load_onnx_encoder(
         name: The model's canonical name, recorded in manifests.
         location: Where sentence-transformers loads it from (a folder or a hub name).
         backend: ``onnx`` (fp32) or ``onnx-int8``.
-        cache_dir: Folder holding exports, normally ``<index>/encoders``.
+        cache_dir: Folder holding exports, normally ``Settings.encoder_cache``.
+        earlier: Folders that may already hold this export, such as the ``encoders/``
+            folder inside indexes built before exports were shared; one found there is
+            linked into ``cache_dir`` instead of exported again.
         batch_size: Texts per forward pass.
         threads: ONNX Runtime threads per forward pass; 0 means every core.
         offline: Resolve hub names from the local cache only.
@@ -249,21 +255,21 @@ def load_onnx_encoder(
         except ExportError as exc:
             log.warning("discarding the cached export (%s); exporting again", exc)
             shutil.rmtree(target, ignore_errors=True)
-    if not _copy_known_export(key, target):
+    known = [_EXPORTS.get(key), *(folder / target.name for folder in earlier)]
+    if not any(_copy_known_export(key, source, target) for source in known if source):
         _export_atomically(name, folder_of_model, backend, key, target)
     _EXPORTS[key] = target
     return OnnxEncoder(target, batch_size=batch_size, threads=threads)
 
 
-# Exports this process has made or loaded, by key: another index then gets a copy (or a hard
-# link) in its own encoders/ folder instead of a second export of the same model.
+# Exports this process has made or loaded, by key: a load into another cache folder (a test's,
+# a Ray worker's) then gets a copy or a hard link instead of a second export of the same model.
 _EXPORTS: dict[str, Path] = {}
 
 
-def _copy_known_export(key: str, target: Path) -> bool:
-    """Place a copy of an export made earlier in this process at ``target``; False if none."""
-    source = _EXPORTS.get(key)
-    if source is None or _read_key(source) != key:
+def _copy_known_export(key: str, source: Path, target: Path) -> bool:
+    """Place a copy of the export at ``source`` at ``target``; False if ``source`` holds none."""
+    if source == target or _read_key(source) != key:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{secrets.token_hex(3)}"

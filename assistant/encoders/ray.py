@@ -50,7 +50,7 @@ class EncoderRecipe:
 
     Args:
         settings: Model, backend and batch size; workers load the encoder from these.
-        cache_dir: The driver's ONNX export folder (``<index>/encoders``).
+        cache_dir: The driver's ONNX export folder (``Settings.encoder_cache``).
         encoder: An encoder the settings do not describe (a test double, a custom class),
             shipped to the workers as it is; None when the settings suffice.
     """

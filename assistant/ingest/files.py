@@ -20,7 +20,14 @@ from ..errors import CorpusNotFoundError
 from .documents import RawFile, SkipFile
 from .readers import BINARY_SUFFIXES, SUPPORTED_SUFFIXES
 
-__all__ = ["BINARY_SNIFF_BYTES", "Skipped", "discover", "read_file", "read_files"]
+__all__ = [
+    "BINARY_SNIFF_BYTES",
+    "Skipped",
+    "affects_corpus",
+    "discover",
+    "read_file",
+    "read_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +110,7 @@ def discover(
             except OSError:  # a symlink loop cannot be stat'ed
                 is_dir = is_file = False
             if is_dir:
-                if name not in _SKIPPED_DIRS and not name.endswith(".egg-info"):
+                if not _skipped_folder(name):
                     pending.append(path)
             elif (
                 # Broken or looping links are kept so that reading them reports why they fail.
@@ -113,6 +120,33 @@ def discover(
             ):
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def _skipped_folder(name: str) -> bool:
+    return name in _SKIPPED_DIRS or name.endswith(".egg-info")
+
+
+def affects_corpus(root: Path, path: Path, *, deleted: bool = False) -> bool:
+    """Whether a change at ``path`` can change what :func:`discover` finds under ``root``.
+
+    Hidden entries, and anything in a folder :func:`discover` skips, never can. A file counts
+    when its suffix is one Nexus reads; a folder always counts (renaming one moves every
+    document in it). A deleted path can no longer say whether it was a folder, so it counts
+    unless its place alone rules it out.
+    """
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    if not parts or any(part.startswith(".") for part in parts):
+        return False
+    if any(_skipped_folder(part) for part in parts[:-1]):
+        return False
+    if deleted:
+        return True
+    if path.is_dir():
+        return not _skipped_folder(parts[-1])
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
 def _identity(path: Path, *, strict: bool = False) -> tuple[int, int] | None:

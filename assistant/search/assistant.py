@@ -145,7 +145,7 @@ class Assistant:
             encoder = load_encoder(
                 settings.replace(backend=backend),
                 built_with,
-                cache_dir=Path(index_dir) / "encoders",
+                earlier_exports=[Path(index_dir) / "encoders"],  # where older indexes kept one
             )
         reranker = None
         if settings.reranker:

@@ -24,7 +24,7 @@ class Manifest:
     schema_version: int
     generation: str
     built_at: str
-    encoder: dict[str, Any]  # name, dim, max_tokens, probe (vector of a fixed text)
+    encoder: dict[str, Any]  # name, backend, dim, max_tokens, probe, export (ONNX folder)
     normalize: bool
     metric: str
     index_type: str  # FAISS factory string actually used
@@ -41,6 +41,8 @@ class Manifest:
     index_choice: dict[str, Any] = field(default_factory=dict)  # requested type, exact limit
     store: dict[str, Any] = field(default_factory=dict)  # where vectors live; empty = FAISS files
     readers: dict[str, int] = field(default_factory=dict)  # format -> reader version; none = 1
+    # Documents this build took in (added, modified) and dropped (removed); {} if unrecorded.
+    changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def encoder_name(self) -> str:

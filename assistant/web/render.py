@@ -58,8 +58,9 @@ def catalog_summary(
     return line
 
 
-def reply_dict(reply: Reply) -> dict[str, Any]:
-    """A reply as JSON-ready data (for APIs and the feedback log)."""
+def reply_dict(reply: Reply, collection: str | None = None) -> dict[str, Any]:
+    """A reply as JSON-ready data (for APIs and the feedback log); ``collection`` goes into
+    its document addresses (see :func:`document_url`)."""
     return {
         "question": reply.question,
         "query": reply.query,
@@ -68,15 +69,15 @@ def reply_dict(reply: Reply) -> dict[str, Any]:
         "weak": reply.weak,
         "answer": [{"text": s.text, "citation": s.citation, "code": s.code} for s in reply.answer],
         "related": [
-            {"title": title, "source": source, "url": document_url(source)}
+            {"title": title, "source": source, "url": document_url(source, collection=collection)}
             for title, source in reply.related
         ],
         "seconds": round(reply.seconds, 4),
-        "hits": [hit_dict(h) for h in reply.hits],
+        "hits": [hit_dict(h, collection) for h in reply.hits],
     }
 
 
-def hit_dict(hit: Hit) -> dict[str, Any]:
+def hit_dict(hit: Hit, collection: str | None = None) -> dict[str, Any]:
     """One hit as JSON-ready data, with the address of its document view."""
     return {
         "rank": hit.rank,
@@ -89,19 +90,30 @@ def hit_dict(hit: Hit) -> dict[str, Any]:
         "start_line": hit.start_line,
         "end_line": hit.end_line,
         "text": hit.text,
-        "url": document_url(hit.source, hit.start_line, hit.end_line),
+        "url": document_url(hit.source, hit.start_line, hit.end_line, collection=collection),
     }
 
 
 def document_url(
-    source: str, start: int | None = None, end: int | None = None, query: str = ""
+    source: str,
+    start: int | None = None,
+    end: int | None = None,
+    query: str = "",
+    *,
+    collection: str | None = None,
 ) -> str:
-    """Address of the document view, scrolled to a passage when lines are given."""
+    """Address of the document view, scrolled to a passage when lines are given.
+
+    ``collection`` names the collection the document is in; None for the server's default
+    (whose addresses stay as they were before servers had several).
+    """
     params: dict[str, str | int] = {"source": source}
     if start is not None and end is not None:
         params.update(start=start, end=end)
     if query:
         params["q"] = query[:500]
+    if collection:
+        params["collection"] = collection
     return "/document?" + urlencode(params) + ("#passage" if start is not None else "")
 
 
@@ -129,7 +141,7 @@ def _highlight(text: str, terms: frozenset[str]) -> str:
     return "".join(out)
 
 
-def render_answer(reply: Reply) -> str:
+def render_answer(reply: Reply, collection: str | None = None) -> str:
     """The answer message as Markdown: cited sentences, or the plain 'nothing found' reply.
 
     Every piece of corpus text is escaped, so the message is safe to render as Markdown.
@@ -143,7 +155,7 @@ def render_answer(reply: Reply) -> str:
         ]
         if reply.related:
             topics = ", ".join(
-                f"[{escape_markdown(title)}]({document_url(source)})"
+                f"[{escape_markdown(title)}]({document_url(source, collection=collection)})"
                 for title, source in reply.related
             )
             lines.append(
@@ -185,9 +197,10 @@ def _one_line(fragment: str) -> str:
     )
 
 
-def _passage_card(hit: Hit, query: str, terms: frozenset[str]) -> str:
+def _passage_card(hit: Hit, query: str, terms: frozenset[str], collection: str | None) -> str:
     where = location(hit.source, hit.start_line, hit.end_line)
-    url = html.escape(document_url(hit.source, hit.start_line, hit.end_line, query))
+    url = document_url(hit.source, hit.start_line, hit.end_line, query, collection=collection)
+    url = html.escape(url)
     relevance = (
         f"relevance {hit.dense_score:.2f}"
         if hit.dense_score is not None
@@ -204,10 +217,10 @@ def _passage_card(hit: Hit, query: str, terms: frozenset[str]) -> str:
     )
 
 
-def render_passages(reply: Reply) -> str:
+def render_passages(reply: Reply, collection: str | None = None) -> str:
     """The passages as HTML cards on one line (safe to embed in a Markdown chat message)."""
     terms = query_terms(reply.query)
-    cards = "".join(_passage_card(hit, reply.query, terms) for hit in reply.hits)
+    cards = "".join(_passage_card(hit, reply.query, terms, collection) for hit in reply.hits)
     return _one_line(f'<div class="nexus-passages">{cards}</div>')
 
 

@@ -1,18 +1,22 @@
-"""The web app: the Gradio chat UI and a small REST API on one FastAPI server.
+"""The web app: the Gradio chat UI, its MCP server and a small REST API on one FastAPI server.
 
 Routes::
 
     /                 the chat UI (Gradio); its API endpoints ``/ask`` and ``/search`` for
                       gradio_client
-    /api/search       GET ?q=&k=&mode=&category=  → JSON hits
-    /api/health       GET → index loaded, counts, model, build time, corpus changed since?
-    /api/documents    GET ?q=&limit=&offset=  → what was indexed, and what was skipped (why)
-    /api/document     GET ?source=  → one indexed document as JSON
-    /document         GET ?source=&start=&end=&q=  → the document view (HTML)
+    /gradio_api/mcp/  the MCP server (streamable HTTP): the tools ``ask`` and ``search``
+    /api/search       GET ?q=&k=&mode=&category=&collection=  → JSON hits
+    /api/health       GET → each collection: index loaded, counts, model, build time, what
+                      the last build took in, the watcher, corpus changed since?
+    /api/documents    GET ?q=&limit=&offset=&collection=  → what was indexed, and skipped (why)
+    /api/document     GET ?source=&collection=  → one indexed document as JSON
+    /document         GET ?source=&start=&end=&q=&collection=  → the document view (HTML)
     /docs, /openapi.json   the REST API's OpenAPI description
 
-Optional HTTP basic auth (``NEXUS_AUTH_USER`` / ``NEXUS_AUTH_PASSWORD``) guards every route,
-Gradio's included, because it is enforced as middleware around the whole server.
+One server answers from one or several collections (indexes), each by name; requests that
+name none go to the first. Optional HTTP basic auth (``NEXUS_AUTH_USER`` /
+``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's and MCP's included, because it is
+enforced as middleware around the whole server.
 
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route
 signatures at runtime, including limits taken from the settings.
@@ -20,11 +24,12 @@ signatures at runtime, including limits taken from the settings.
 
 import base64
 import binascii
+import contextlib
 import html
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -32,19 +37,25 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ..build import prepare_index
+from ..build import kept_settings, prepare_index
 from ..config import SearchMode, Settings
 from ..errors import (
+    AssistantError,
+    CollectionNotFoundError,
+    CollectionUnavailableError,
     ConfigError,
     DocumentNotFoundError,
+    IndexMismatchError,
     QueryError,
     StoreError,
 )
 from ..search.query import MAX_FILTER_CHARS, MAX_K
+from .collections import DEFAULT_NAME, Collections
 from .render import document_url, hit_dict, render_document
-from .service import NexusService
+from .service import FeedbackLog, NexusService
 
 if TYPE_CHECKING:
+    from ..encoders import Encoder
     from ..search.assistant import Assistant
 
 __all__ = [
@@ -173,50 +184,96 @@ def create_app(
     settings: Settings,
     *,
     nexus: "Assistant | None" = None,
+    collections: Mapping[str, Path] | None = None,
+    encoder: "Encoder | None" = None,
     corpus_dir: str | Path | None = None,
     feedback_log: str | Path | None = None,
     auth: tuple[str, str] | None = None,
     min_relevance: float | None = None,
     allow_rebuild: bool = False,
+    watch: bool = False,
 ) -> FastAPI:
-    """The FastAPI app serving the chat UI at ``/`` and the REST API under ``/api``.
+    """The FastAPI app serving the chat UI at ``/``, MCP and the REST API under ``/api``.
 
     Args:
         settings: Index folder and search defaults.
         nexus: An assistant already loaded (tests pass one built with a small encoder);
-            ``Assistant.load(settings.index_dir)`` otherwise.
-        corpus_dir: The corpus the index should reflect (for the staleness warning);
-            ``settings.corpus_dir`` by default.
+            ``Assistant.load(settings.index_dir)`` otherwise. Serves as the one collection
+            ``default``.
+        collections: Collection name → index folder, to serve several indexes (the first is
+            the default); each is kept in step with the corpus its index was built from.
+        encoder: A loaded encoder for the collections' indexes; by default each model is
+            loaded once and shared by the collections it built.
+        corpus_dir: The corpus the single index should reflect (for the staleness warning and
+            the watcher); ``settings.corpus_dir`` by default.
         feedback_log: JSON-lines file that thumbs up/down votes are appended to.
         auth: ``(user, password)`` to require HTTP basic auth on every route.
         min_relevance: Override the model's calibrated "nothing relevant" floor.
         allow_rebuild: Show a button that updates the index from the corpus; anyone who can
             open the page can press it, so serve it behind ``auth`` or on localhost only.
+        watch: Update each collection's index whenever files under its corpus change, while
+            the app runs.
 
     Raises:
-        IndexNotFoundError: No index is built at ``settings.index_dir``.
+        AssistantError: No collection can be opened (for one index: the reason it cannot,
+            such as ``IndexNotFoundError`` when nothing is built at ``settings.index_dir``).
     """
     import gradio as gr
 
-    from ..search.assistant import Assistant
     from .ui import UI_CSS, build_ui
 
-    if nexus is None:
-        nexus = Assistant.load(settings.index_dir, settings=settings)
-    service = NexusService(
-        nexus,
-        corpus_dir=corpus_dir or settings.corpus_dir,
-        feedback_log=feedback_log,
-        min_relevance=min_relevance,
-    )
+    feedback = FeedbackLog(feedback_log) if feedback_log else None
+    loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+    def open_service(name: str, index_dir: Path) -> NexusService:
+        if nexus is not None and collections is None:
+            assistant = nexus
+        else:
+            assistant = _load_sharing(index_dir, settings.replace(index_dir=index_dir), loaded)
+        corpus = (corpus_dir or settings.corpus_dir) if collections is None else None
+        return NexusService(
+            assistant,
+            corpus_dir=corpus,
+            feedback_log=feedback,
+            min_relevance=min_relevance,
+            name=name,
+        )
+
+    running = False
+
+    def opened(service: NexusService) -> None:
+        if watch and running:  # a collection that came online while the app runs
+            service.start_watching()
+
+    specs = dict(collections) if collections else {DEFAULT_NAME: settings.index_dir}
+    served = Collections(specs, open_service, on_open=opened)
+    if next(served.services(), None) is None:
+        raise served.first_error()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal running
+        running = True
+        if watch:
+            for service in served.services():
+                service.start_watching()
+        try:
+            yield
+        finally:
+            running = False
+            for service in served.services():
+                service.stop_watching()
+
     app = FastAPI(
         title="Nexus",
         summary="Semantic search over backend-engineering documentation, with sources.",
         version="0.1.0",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
-    app.state.service = service
+    app.state.collections = served
+    app.state.service = next(served.services())  # the default's, when it is open
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
@@ -230,7 +287,23 @@ def create_app(
     async def no_document(request: Request, exc: DocumentNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
+    @app.exception_handler(CollectionNotFoundError)
+    async def no_collection(request: Request, exc: CollectionNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(CollectionUnavailableError)
+    async def collection_down(request: Request, exc: CollectionUnavailableError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     max_chars = settings.max_query_chars
+    pick = Query(
+        max_length=MAX_FILTER_CHARS,
+        description=f"Which collection: {', '.join(served.names)} (default {served.default})",
+    )
+
+    def link_name(service: NexusService) -> str | None:
+        """The collection named in document addresses: none for the default."""
+        return None if service.name == served.default else service.name
 
     @app.get("/api/search", tags=["search"])
     def api_search(
@@ -248,43 +321,32 @@ def create_app(
             str | None,
             Query(max_length=MAX_FILTER_CHARS, description="Only this top-level folder"),
         ] = None,
+        collection: Annotated[str | None, pick] = None,
     ) -> dict[str, Any]:
         """The passages that best answer `q`, best first, each with its source and lines."""
+        service = served.get(collection)
         started = time.perf_counter()
         hits = service.search(q, k, mode, category)
         return {
             "query": q,
-            "mode": mode or settings.mode,
+            "mode": mode or service.settings.mode,
+            "collection": service.name,
             "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "hits": [hit_dict(h) for h in hits],
+            "hits": [hit_dict(h, link_name(service)) for h in hits],
         }
 
     @app.get("/api/health", tags=["status"])
     def api_health() -> dict[str, Any]:
-        """Whether an index is loaded, its counts, model and build time, and whether the
-        corpus changed since it was built (with the command to rebuild). ``status`` is
-        ``degraded`` when the store holding the vectors (a Milvus server) cannot serve."""
-        status = service.status()
-        changes = status.changes
-        store_problem = service.store_problem()
-        return {
-            "status": "degraded" if store_problem else "ok",
-            "index_loaded": True,
-            "store": {"kind": service.assistant.manifest.store_kind, "problem": store_problem},
-            "documents": status.documents,
-            "chunks": status.chunks,
-            "model": status.model,
-            "built_at": status.built_at,
-            "generation": status.generation,
-            "corpus_changed": changes.stale if changes else None,
-            "changes": (
-                {"added": changes.added, "modified": changes.modified, "removed": changes.removed}
-                if changes
-                else None
-            ),
-            "problem": status.problem,
-            "rebuild_command": status.rebuild_command if status.stale else None,
-        }
+        """Each collection's state: whether its index is loaded, its counts, model and build
+        time, what its last build took in, what the watcher is doing (``watch``: the last
+        failed update and why) and whether the corpus changed since (with the command to
+        rebuild). The top level describes the default collection; ``status`` is ``degraded``
+        when a collection cannot serve (its index cannot be opened, or the store holding its
+        vectors, a Milvus server, is away)."""
+        each = {name: _collection_health(served, name) for name in served.names}
+        default = each[served.default]
+        healthy = all(entry["status"] == "ok" for entry in each.values())
+        return {**default, "status": "ok" if healthy else "degraded", "collections": each}
 
     @app.get("/api/documents", tags=["documents"])
     def api_documents(
@@ -293,14 +355,17 @@ def create_app(
         ] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_K, description="Documents per page")] = 100,
         offset: Annotated[int, Query(ge=0, description="Documents to skip")] = 0,
+        collection: Annotated[str | None, pick] = None,
     ) -> dict[str, Any]:
         """What was indexed: each document with its format, category and passage count (a
         page of them, by source), and every file the build skipped, with the reason."""
+        service = served.get(collection)
         found = service.catalog(q)
+        link = link_name(service)
         return {
             "total": len(found),
             "documents": [
-                {**asdict(doc), "url": document_url(doc.source)}
+                {**asdict(doc), "url": document_url(doc.source, collection=link)}
                 for doc in found[offset : offset + limit]
             ],
             "skipped": [{"source": s, "reason": r} for s, r in service.skipped()],
@@ -309,9 +374,11 @@ def create_app(
     @app.get("/api/document", tags=["documents"])
     def api_document(
         source: Annotated[str, Query(description="Source path as the index names it")],
+        collection: Annotated[str | None, pick] = None,
     ) -> dict[str, Any]:
         """One indexed document. Only documents in the index are served; anything else,
         path tricks included, is 400 or 404."""
+        service = served.get(collection)
         doc = service.document(source)
         return {
             "source": doc.source,
@@ -319,7 +386,7 @@ def create_app(
             "format": doc.format,
             "category": doc.category,
             "text": doc.text,
-            "url": document_url(doc.source),
+            "url": document_url(doc.source, collection=link_name(service)),
         }
 
     @app.get("/document", response_class=HTMLResponse, include_in_schema=False)
@@ -328,14 +395,17 @@ def create_app(
         start: Annotated[int | None, Query(ge=1)] = None,
         end: Annotated[int | None, Query(ge=1)] = None,
         q: Annotated[str, Query(max_length=max_chars)] = "",
+        collection: Annotated[str | None, pick] = None,
     ) -> HTMLResponse:
         """The whole document with the passage's lines highlighted; nothing in it runs."""
         try:
-            doc = service.document(source)
-        except QueryError as exc:
+            doc = served.get(collection).document(source)
+        except (QueryError, CollectionNotFoundError) as exc:
             return _document_page("Not a document", html.escape(str(exc)), 400)
         except DocumentNotFoundError as exc:
             return _document_page("Not found", html.escape(str(exc)), 404)
+        except CollectionUnavailableError as exc:
+            return _document_page("Unavailable", html.escape(str(exc)), 503)
         return _document_page(doc.title, render_document(doc, start, end, q), 200)
 
     def _document_page(title: str, body: str, status_code: int) -> HTMLResponse:
@@ -352,14 +422,83 @@ def create_app(
             headers={"Content-Security-Policy": _DOCUMENT_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
-    blocks = build_ui(service, allow_rebuild=allow_rebuild)
+    blocks = build_ui(served, allow_rebuild=allow_rebuild, live_status=watch)
     app = cast(
-        FastAPI, gr.mount_gradio_app(app, blocks, path="/", css=UI_CSS, footer_links=["api"])
+        FastAPI,
+        gr.mount_gradio_app(
+            app, blocks, path="/", css=UI_CSS, footer_links=["api"], mcp_server=True
+        ),
     )
+    if not getattr(blocks, "mcp_server", False):  # gradio only logs why, and serves without
+        log.warning("the MCP server is off: %s", getattr(blocks, "mcp_error", "unknown reason"))
     app.add_middleware(PathLengthMiddleware)
     if auth is not None:  # outermost: nothing answers before the login is checked
         app.add_middleware(BasicAuthMiddleware, username=auth[0], password=auth[1])
     return app
+
+
+def _load_sharing(index_dir: Path, settings: Settings, loaded: "list[Encoder]") -> "Assistant":
+    """Open an index with a model already loaded when it gives that index's vectors (the
+    probe check decides), else with its own, which later indexes may then share."""
+    from ..search.assistant import Assistant
+
+    for encoder in loaded:
+        try:
+            return Assistant.load(index_dir, settings=settings, encoder=encoder)
+        except IndexMismatchError:
+            continue
+    nexus = Assistant.load(index_dir, settings=settings)
+    loaded.append(nexus.encoder)
+    return nexus
+
+
+def _collection_health(served: Collections, name: str) -> dict[str, Any]:
+    """What ``/api/health`` says about one collection."""
+    problem = served.problem(name)
+    if problem is not None:
+        return {
+            "status": "unavailable",
+            "index_loaded": False,
+            "index_dir": str(served.index_dir(name)),
+            "problem": problem,
+        }
+    service = served.get(name)
+    status = service.status()
+    changes, update = status.changes, status.update
+    store_problem = service.store_problem()
+    return {
+        "status": "degraded" if store_problem else "ok",
+        "index_loaded": True,
+        "index_dir": status.index_dir,
+        "store": {"kind": service.assistant.manifest.store_kind, "problem": store_problem},
+        "documents": status.documents,
+        "chunks": status.chunks,
+        "model": status.model,
+        "built_at": status.built_at,
+        "generation": status.generation,
+        "last_build": (
+            {**status.last_build, "took_in": status.taken_in} if status.last_build else None
+        ),
+        "watch": {
+            "corpus": update.corpus_dir,
+            "watching": update.watching,
+            "building": update.building,
+            "builds": update.builds,
+            "last_change": update.last_change,
+            "last_published": update.finished,
+            "failed_at": update.failed,
+            "problem": update.problem,
+        },
+        "reload_problem": status.reload_problem,
+        "corpus_changed": changes.stale if changes else None,
+        "changes": (
+            {"added": changes.added, "modified": changes.modified, "removed": changes.removed}
+            if changes
+            else None
+        ),
+        "problem": status.problem,
+        "rebuild_command": status.rebuild_command if status.stale else None,
+    }
 
 
 _PAGE_CSS = """
@@ -381,8 +520,14 @@ def serve(
     feedback_log: str | Path | None = "feedback.jsonl",
     auth: tuple[str, str] | None = None,
     allow_rebuild: bool = False,
+    watch: bool = False,
+    collections: Mapping[str, Path] | None = None,
 ) -> None:
-    """Bring the index up to date with the corpus (unless ``build`` is False) and serve.
+    """Bring the indexes up to date with their corpora (unless ``build`` is False) and serve.
+
+    Without ``collections`` one index is served, ``settings.index_dir``, built from
+    ``settings.corpus_dir``; with them, each collection's index is updated from the corpus it
+    was built from (one not built yet is served as unavailable until it is).
 
     Raises:
         AssistantError: The corpus or index cannot be read (the message says what to do).
@@ -398,15 +543,22 @@ def serve(
         )
 
     from ..encoders import load_encoder
-    from ..search.assistant import Assistant
 
     encoder = load_encoder(settings) if build else None
-    if build:
+    if build and collections is None:
         report = prepare_index(settings, encoder=encoder)
         log.info(report.summary() if report else "index is up to date with the corpus")
-    nexus = Assistant.load(settings.index_dir, settings=settings, encoder=encoder)
+    elif build and collections:
+        for name, index_dir in collections.items():
+            _update_collection(name, settings.replace(index_dir=index_dir), encoder)
     app = create_app(
-        settings, nexus=nexus, feedback_log=feedback_log, auth=auth, allow_rebuild=allow_rebuild
+        settings,
+        collections=collections,
+        encoder=encoder,
+        feedback_log=feedback_log,
+        auth=auth,
+        allow_rebuild=allow_rebuild,
+        watch=watch,
     )
     if auth is None and not local:
         log.warning(
@@ -416,3 +568,22 @@ def serve(
             AUTH_PASSWORD_ENV,
         )
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _update_collection(name: str, settings: Settings, encoder: "Encoder | None") -> None:
+    """Update one collection's index from the corpus it was built from, if it can be read;
+    a collection that cannot be updated is served as it is, and says why in the log."""
+    from ..stores import open_index
+
+    try:
+        index = open_index(settings.index_dir, settings=settings)
+        manifest = index.manifest
+        index.close()
+        built_as = kept_settings(settings, manifest)  # as its watcher will update it
+        report = prepare_index(
+            built_as.replace(corpus_dir=Path(manifest.corpus_root)), encoder=encoder
+        )
+    except AssistantError as exc:
+        log.warning("collection %s is served as it is: %s", name, exc)
+        return
+    log.info("collection %s: %s", name, report.summary() if report else "up to date")

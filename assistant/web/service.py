@@ -1,11 +1,13 @@
 """What the web app serves, independent of the web: search, chat replies, documents, status.
 
-One :class:`NexusService` is shared by the Gradio UI and the REST API. It keeps the loaded
-index current (a build that publishes a new generation is picked up on the next request,
-without a restart and without failing requests in flight), answers with the calibrated
-relevance floor of the index's model, looks documents up only by their indexed source path,
-caches the comparison of corpus and index that the status panel shows, rebuilds on request,
-and keeps the feedback log of votes on answers.
+One :class:`NexusService` serves one index (a collection) to the Gradio UI, the REST API and
+the MCP tools. It keeps the loaded index current (a build that publishes a new generation is
+picked up on the next request, or at once when this service made it, without a restart and
+without failing requests in flight), answers with the calibrated relevance floor of the
+index's model, looks documents up only by their indexed source path, caches the comparison of
+corpus and index that the status panel shows, rebuilds on request or whenever the corpus
+changes (through one :class:`~assistant.watch.IndexUpdater`, so builds never overlap), and
+keeps the feedback log of votes on answers.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..build import CorpusChanges, corpus_changes, prepare_index
+from ..build import BuildReport, CorpusChanges, corpus_changes, kept_settings
 from ..config import SearchMode, Settings
 from ..errors import AssistantError, DocumentNotFoundError, QueryError
 from ..search.answer import Reply, relevance_floor, respond
 from ..search.assistant import Assistant, Hit
 from ..stores import DocumentSummary, StoredDocument
+from ..watch import IndexUpdater, UpdateRunning, UpdateState
 
 __all__ = ["FeedbackLog", "IndexStatus", "NexusService", "check_source"]
 
@@ -38,7 +41,13 @@ _MAX_SOURCE_CHARS = 1_000
 
 @dataclass(frozen=True)
 class IndexStatus:
-    """What the status panel and ``/api/health`` report about the served index."""
+    """What the status panel and ``/api/health`` report about the served index.
+
+    ``last_build`` counts what the build of the served generation took in (``added``,
+    ``modified``, ``removed``; empty for indexes built before builds recorded it).
+    ``update`` is the state of this server's builds (watching, building, the last failure);
+    ``reload_problem`` why a newly published generation could not be switched to.
+    """
 
     index_dir: str
     generation: str
@@ -49,10 +58,19 @@ class IndexStatus:
     corpus_dir: str
     changes: CorpusChanges | None  # None when the corpus could not be compared
     problem: str | None  # why the comparison failed
+    last_build: dict[str, int]
+    skipped: int
+    update: UpdateState
+    reload_problem: str | None = None
 
     @property
     def stale(self) -> bool:
         return self.changes is not None and self.changes.stale
+
+    @property
+    def taken_in(self) -> int:
+        """Documents the served generation's build read anew."""
+        return self.last_build.get("added", 0) + self.last_build.get("modified", 0)
 
     @property
     def rebuild_command(self) -> str:
@@ -87,12 +105,13 @@ class NexusService:
         nexus: The loaded assistant.
         corpus_dir: The corpus the index should reflect; the folder it was built from when
             omitted.
-        feedback_log: Where votes on answers are appended (JSON lines); votes are refused
-            when omitted.
+        feedback_log: Where votes on answers are appended (JSON lines, or a log shared by the
+            collections of one server); votes are refused when omitted.
         min_relevance: Lowest best-passage cosine that counts as an answer. By default the
             floor calibrated for the index's model (none for uncalibrated models).
         reload_every: Seconds between checks for a newly published index generation.
         status_ttl: Seconds a corpus comparison is reused before the corpus is re-read.
+        name: The collection this service answers for (shown in health and feedback).
     """
 
     def __init__(
@@ -100,21 +119,35 @@ class NexusService:
         nexus: Assistant,
         *,
         corpus_dir: str | Path | None = None,
-        feedback_log: str | Path | None = None,
+        feedback_log: FeedbackLog | str | Path | None = None,
         min_relevance: float | None = None,
         reload_every: float = 2.0,
         status_ttl: float = 30.0,
+        name: str = "default",
     ) -> None:
         self._nexus = nexus
+        self.name = name
         self.corpus_dir = Path(corpus_dir or nexus.manifest.corpus_root)
-        self.feedback = FeedbackLog(feedback_log) if feedback_log else None
+        self.feedback = (
+            feedback_log
+            if isinstance(feedback_log, FeedbackLog)
+            else FeedbackLog(feedback_log)
+            if feedback_log
+            else None
+        )
         self._min_relevance = min_relevance
         self._reload_every = reload_every
         self._status_ttl = status_ttl
         self._checked_at = time.monotonic()
         self._reload_lock = threading.Lock()
-        self._status: tuple[float, IndexStatus] | None = None
-        self._rebuild_lock = threading.Lock()
+        self._reload_problem: str | None = None
+        self._compared: tuple[float, CorpusChanges | None, str | None] | None = None
+        built_as = kept_settings(nexus.settings, nexus.manifest)
+        self.updater = IndexUpdater(
+            built_as.replace(corpus_dir=self.corpus_dir, index_dir=nexus.index.path.parent),
+            encoder=nexus.encoder,
+            on_publish=self._published,
+        )
 
     @property
     def settings(self) -> Settings:
@@ -124,20 +157,37 @@ class NexusService:
     def assistant(self) -> Assistant:
         """The assistant, switched to a newer index generation if a build published one.
 
-        A failed reload (say, a damaged new generation) is logged and the current index keeps
-        serving; the next check tries again.
+        A failed reload (say, a damaged new generation) is logged, shown in the status, and
+        the current index keeps serving; the next check tries again.
         """
-        now = time.monotonic()
-        if now - self._checked_at >= self._reload_every and self._reload_lock.acquire(False):
-            try:
-                self._checked_at = now
-                if self._nexus.reload_if_changed():
-                    self._status = None
-            except AssistantError as exc:
-                log.warning("keeping the current index; the new one could not be opened: %s", exc)
-            finally:
-                self._reload_lock.release()
+        if time.monotonic() - self._checked_at >= self._reload_every:
+            self._reload(wait=False)
         return self._nexus
+
+    def _reload(self, *, wait: bool) -> None:
+        if not self._reload_lock.acquire(blocking=wait):
+            return  # another thread is checking right now
+        try:
+            self._checked_at = time.monotonic()
+            if self._nexus.reload_if_changed():
+                self._compared = None
+            self._reload_problem = None
+        except AssistantError as exc:
+            self._reload_problem = str(exc)
+            log.warning("keeping the current index; the new one could not be opened: %s", exc)
+        finally:
+            self._reload_lock.release()
+
+    def _published(self, report: BuildReport) -> None:
+        """A build of ours published a generation: switch to it before the next search."""
+        self._reload(wait=True)
+
+    def start_watching(self) -> None:
+        """Update the index whenever files under the corpus change (in the background)."""
+        self.updater.start()
+
+    def stop_watching(self) -> None:
+        self.updater.stop()
 
     @property
     def min_relevance(self) -> float | None:
@@ -210,27 +260,19 @@ class NexusService:
 
     def rebuild(self) -> str:
         """Update the index from the corpus (incrementally) with the loaded model; the new
-        generation is served from the next request on. Returns what happened, in words.
+        generation is served from then on. Returns what happened, in words.
 
-        Only one rebuild runs at a time; a second request while one runs is told so. Errors
-        (an empty corpus, a full disk) are reported and the current index keeps serving.
+        Only one build runs at a time, the watcher's included; a request while one runs is
+        told so. Errors (an empty corpus, a full disk) are reported and the current index
+        keeps serving.
         """
-        if not self._rebuild_lock.acquire(blocking=False):
-            return "A rebuild is already running."
         try:
-            nexus = self._nexus
-            settings = nexus.settings.replace(
-                corpus_dir=self.corpus_dir, index_dir=nexus.index.path.parent
-            )
-            try:
-                report = prepare_index(settings, encoder=nexus.encoder, progress=False)
-            except AssistantError as exc:
-                return f"Rebuild failed, the current index keeps serving: {exc}"
-            self._checked_at = float("-inf")  # switch on the next request
-            self._status = None
-            return report.summary() if report else "Already up to date."
-        finally:
-            self._rebuild_lock.release()
+            report = self.updater.update(wait=False)
+        except UpdateRunning:
+            return "A rebuild is already running."
+        except AssistantError as exc:
+            return f"Rebuild failed, the current index keeps serving: {exc}"
+        return report.summary() if report else "Already up to date."
 
     def store_problem(self) -> str | None:
         """Why the store behind the index cannot serve (a Milvus server away, its collection
@@ -242,30 +284,34 @@ class NexusService:
         return None
 
     def status(self, refresh: bool = False) -> IndexStatus:
-        """Counts, model and build time of the served index, and whether the corpus changed."""
+        """Counts, model and build time of the served index, what its build took in, whether
+        the corpus changed since, and what this server's builds are doing."""
         nexus = self.assistant
-        cached = self._status
-        if cached and not refresh and time.monotonic() - cached[0] < self._status_ttl:
-            return cached[1]
-        manifest = nexus.manifest
-        changes, problem = None, None
-        try:
-            changes = corpus_changes(self.corpus_dir, nexus.index, settings=nexus.settings)
-        except AssistantError as exc:
-            problem = str(exc)
-        status = IndexStatus(
-            index_dir=str(nexus.index.path.parent),
+        index = nexus.index
+        compared = self._compared
+        if compared is None or refresh or time.monotonic() - compared[0] >= self._status_ttl:
+            changes, problem = None, None
+            try:
+                changes = corpus_changes(self.corpus_dir, index, settings=nexus.settings)
+            except AssistantError as exc:
+                problem = str(exc)
+            compared = self._compared = (time.monotonic(), changes, problem)
+        manifest = index.manifest
+        return IndexStatus(
+            index_dir=str(index.path.parent),
             generation=manifest.generation,
             documents=manifest.documents,
             chunks=manifest.chunks,
             model=manifest.encoder_name,
             built_at=manifest.built_at,
             corpus_dir=str(self.corpus_dir),
-            changes=changes,
-            problem=problem,
+            changes=compared[1],
+            problem=compared[2],
+            last_build=dict(manifest.changes),
+            skipped=manifest.skipped,
+            update=self.updater.state(),
+            reload_problem=self._reload_problem,
         )
-        self._status = (time.monotonic(), status)
-        return status
 
 
 class FeedbackLog:
@@ -286,6 +332,7 @@ class FeedbackLog:
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "vote": vote,
+            "collection": reply.get("collection"),
             "question": reply.get("question"),
             "query": reply.get("query"),
             "answered": reply.get("answered"),
