@@ -46,6 +46,11 @@ test: install
 test-all: install
 	$(PY) -m pytest -m ''
 
+# Build the container image with podman, run it and check it from outside, as CI does.
+.PHONY: container-test
+container-test:
+	.ci/container-test
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
