@@ -64,6 +64,11 @@ test-quick: install
 test-all: install-scale system-packages
 	NEXUS_FULL_SUITE=1 $(PY) -m pytest -m ''
 
+# Build the container image with podman, run it and check it from outside, as CI does.
+.PHONY: container-test
+container-test:
+	.ci/container-test
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

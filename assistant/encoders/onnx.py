@@ -5,19 +5,23 @@ attention, layer norms and GELU fused by ONNX Runtime's transformer optimizer (a
 quantized to int8), into a folder of the shared export cache (``Settings.encoder_cache``),
 together with its tokenizer and a ``meta.json`` that says how to pool. Pooling and
 normalization happen in numpy. Later processes load that folder without importing PyTorch or
-transformers, which makes them start and answer faster.
+transformers, which makes them start and answer faster; a
+machine without PyTorch at all (a slim container) serves from an export made elsewhere.
 
 The folder's name carries a key over the model's files, the backend, the export recipe and the
 library versions, so a changed model or recipe gets a fresh export and a stale one is never
-used. An export is checked against the PyTorch model before it is published, and a model the
-recipe cannot reproduce raises :class:`ExportError` (the caller falls back to PyTorch).
+used. A second key leaves the libraries out and names only what was exported: where PyTorch
+is missing and no export can be made, an export of the same model files made with other
+library versions is served instead. An export is checked against the PyTorch model before it
+is published, and a model the recipe cannot reproduce raises :class:`ExportError` (the caller
+falls back to PyTorch).
 
 Layout::
 
     ~/.cache/nexus/encoders/<model>-<backend>-<key>/
         model.onnx        the transformer: input_ids, attention_mask → token embeddings
         tokenizer.json    the model's fast tokenizer
-        meta.json         key, pooling, window, prompts and the check cosines
+        meta.json         keys, pooling, window, prompts and the check cosines
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ RECIPE = 2
 # Weight matrices left in float by int8 quantization: patterns searched in ONNX node names.
 INT8_FLOAT_MATMULS: tuple[str, ...] = ()
 MODEL_FILE, TOKENIZER_FILE, META_FILE = "model.onnx", "tokenizer.json", "meta.json"
+# What makes an export but is not needed to run one.
+EXPORTERS = ("torch", "sentence-transformers")
 _POOLINGS = ("mean", "cls", "max")
 # Texts the export must reproduce: short and long, code, accents, stray whitespace.
 CHECK_TEXTS = (
@@ -236,13 +242,14 @@ def load_onnx_encoder(
 
     Raises:
         ExportError: The model cannot be exported or its export does not reproduce it.
-        MissingDependencyError: onnxruntime or onnx is not installed.
+        MissingDependencyError: onnxruntime or onnx is not installed, or PyTorch is not and
+            ``cache_dir`` holds no export of the model.
     """
     if backend not in ONNX_BACKENDS:
         raise ValueError(f"not an ONNX backend: {backend!r}")
     _onnxruntime()
     folder_of_model = _model_folder(location, offline)
-    key = _cache_key(name, backend, folder_of_model)
+    key, source = _cache_keys(name, backend, folder_of_model)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit("/", 1)[-1])[:60]
     target = cache_dir / f"{slug}-{backend}-{key[:16]}"
     if target.is_dir():
@@ -256,8 +263,16 @@ def load_onnx_encoder(
             log.warning("discarding the cached export (%s); exporting again", exc)
             shutil.rmtree(target, ignore_errors=True)
     known = [_EXPORTS.get(key), *(folder / target.name for folder in earlier)]
-    if not any(_copy_known_export(key, source, target) for source in known if source):
-        _export_atomically(name, folder_of_model, backend, key, target)
+    if not any(_copy_known_export(key, copy, target) for copy in known if copy):
+        if not _exporters_installed():
+            made_elsewhere = _export_of_source(cache_dir, f"{slug}-{backend}-", source)
+            if made_elsewhere is None:
+                raise MissingDependencyError(
+                    f"{cache_dir} holds no {backend} export of {name}, and making one needs "
+                    f"{' and '.join(EXPORTERS)}: `pip install torch sentence-transformers`"
+                )
+            return OnnxEncoder(made_elsewhere, batch_size=batch_size, threads=threads)
+        _export_atomically(name, folder_of_model, backend, key, source, target)
     _EXPORTS[key] = target
     return OnnxEncoder(target, batch_size=batch_size, threads=threads)
 
@@ -292,9 +307,27 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _read_key(folder: Path) -> str | None:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return str(json.loads((folder / META_FILE).read_text(encoding="utf-8"))["key"])
+def _read_key(folder: Path, field: str = "key") -> str | None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return str(json.loads((folder / META_FILE).read_text(encoding="utf-8"))[field])
+    return None
+
+
+def _exporters_installed() -> bool:
+    try:
+        for dist in EXPORTERS:
+            metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _export_of_source(cache_dir: Path, prefix: str, source: str) -> Path | None:
+    """A published export in ``cache_dir`` of the same model files, backend and recipe."""
+    for folder in sorted(cache_dir.glob(f"{prefix}*")):
+        if _read_key(folder, "source") == source:
+            log.info("serving %s, exported where PyTorch was installed", folder)
+            return folder
     return None
 
 
@@ -311,8 +344,9 @@ def _model_folder(location: str, offline: bool) -> Path:
     raise ExportError(f"{location!r} is neither a folder nor a model in the local hub cache")
 
 
-def _cache_key(name: str, backend: str, folder: Path) -> str:
-    """Changes whenever the model files, the backend, the recipe or the exporting libraries do.
+def _cache_keys(name: str, backend: str, folder: Path) -> tuple[str, str]:
+    """The export's key, which changes whenever the model files, the backend, the recipe or
+    the exporting libraries do, and its source key, which leaves the libraries out.
 
     Files are identified by size and modification time, which costs no read of the weights;
     reinstalling identical weights only costs one needless export.
@@ -323,21 +357,26 @@ def _cache_key(name: str, backend: str, folder: Path) -> str:
         if p.is_file() and ".git" not in p.parts
     )
     versions = {}
-    for dist in ("torch", "onnxruntime", "onnx", "sentence-transformers"):
+    for dist in (*EXPORTERS, "onnxruntime", "onnx"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
-    identity = {
+    source = {
         "recipe": RECIPE,
         "name": name,
         "backend": backend,
         "float_matmuls": INT8_FLOAT_MATMULS if backend == "onnx-int8" else (),
         "files": files,
-        "versions": versions,
     }
+    return _digest({**source, "versions": versions}), _digest(source)
+
+
+def _digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _export_atomically(name: str, model_folder: Path, backend: str, key: str, target: Path) -> None:
+def _export_atomically(
+    name: str, model_folder: Path, backend: str, key: str, source: str, target: Path
+) -> None:
     """Export into a temporary folder, check it, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{secrets.token_hex(3)}"
@@ -351,7 +390,7 @@ def _export_atomically(name: str, model_folder: Path, backend: str, key: str, ta
             target.parent,
         )
         started = time.perf_counter()
-        _export(name, model_folder, backend, key, tmp)
+        _export(name, model_folder, backend, key, source, tmp)
         log.info("exported %s in %.0f s", name, time.perf_counter() - started)
         try:
             os.rename(tmp, target)
@@ -362,7 +401,9 @@ def _export_atomically(name: str, model_folder: Path, backend: str, key: str, ta
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export(name: str, model_folder: Path, backend: str, key: str, folder: Path) -> None:
+def _export(
+    name: str, model_folder: Path, backend: str, key: str, source: str, folder: Path
+) -> None:
     try:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -420,7 +461,7 @@ def _export(name: str, model_folder: Path, backend: str, key: str, folder: Path)
     if backend == "onnx-int8":
         _quantize(fp32, folder / MODEL_FILE)
         fp32.unlink()
-    meta.update(name=name, backend=backend, key=key, recipe=RECIPE)
+    meta.update(name=name, backend=backend, key=key, source=source, recipe=RECIPE)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     meta["check_cosine"] = _check(model, folder, backend)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
