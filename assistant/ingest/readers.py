@@ -29,9 +29,8 @@ BINARY_SUFFIXES: frozenset[str] = frozenset({".pdf", ".docx"})
 # The version of each format's reader. Bump one when what it makes of a file changes: the next
 # build re-reads the documents of that format (and re-embeds only passages whose text changed).
 READER_VERSIONS: dict[str, int] = {
-    "markdown": 3,  # 2, 3: MyST roles and directives read as Sphinx shows them
-    "rst": 4,  # 2: docutils, Sphinx roles and directives as text, includes followed;
-    # 3: an include path starting with "/" starts at Sphinx's source folder
+    "markdown": 2,  # 2: MyST roles and directives read as Sphinx shows them
+    "rst": 2,  # 2: docutils, Sphinx roles and directives as text, includes followed
     "text": 1,
     "html": 2,  # 2: site chrome, permalinks and title suffixes of generated sites dropped
     "pdf": 1,
