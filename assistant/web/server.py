@@ -29,7 +29,7 @@ import html
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -180,6 +180,15 @@ class PathLengthMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def _json_error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """An exception handler that answers ``status`` with the error's message as ``detail``."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    return handler
+
+
 def create_app(
     settings: Settings,
     *,
@@ -275,25 +284,16 @@ def create_app(
     app.state.collections = served
     app.state.service = next(served.services())  # the default's, when it is open
 
-    @app.exception_handler(QueryError)
-    async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.exception_handler(StoreError)
-    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(DocumentNotFoundError)
-    async def no_document(request: Request, exc: DocumentNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(CollectionNotFoundError)
-    async def no_collection(request: Request, exc: CollectionNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(CollectionUnavailableError)
-    async def collection_down(request: Request, exc: CollectionUnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    # Each error a request can meet, as the status that says whose problem it is.
+    statuses: dict[type[Exception], int] = {
+        QueryError: 400,
+        DocumentNotFoundError: 404,
+        CollectionNotFoundError: 404,
+        StoreError: 503,
+        CollectionUnavailableError: 503,
+    }
+    for error, status in statuses.items():
+        app.add_exception_handler(error, _json_error(status))
 
     max_chars = settings.max_query_chars
     pick = Query(
