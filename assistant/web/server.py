@@ -11,12 +11,14 @@ Routes::
     /api/documents    GET ?q=&limit=&offset=&collection=  → what was indexed, and skipped (why)
     /api/document     GET ?source=&collection=  → one indexed document as JSON
     /document         GET ?source=&start=&end=&q=&collection=  → the document view (HTML)
+    /metrics          GET → Prometheus metrics (see ``metrics``)
     /docs, /openapi.json   the REST API's OpenAPI description
 
 One server answers from one or several collections (indexes), each by name; requests that
 name none go to the first. Optional HTTP basic auth (``NEXUS_AUTH_USER`` /
-``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's and MCP's included, because it is
-enforced as middleware around the whole server.
+``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's, MCP's and the metrics included, because
+it is enforced as middleware around the whole server. Around it, every response is counted in
+the metrics (see ``requests``).
 
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route
 signatures at runtime, including limits taken from the settings.
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ..build import kept_settings, prepare_index
 from ..config import SearchMode, Settings
@@ -51,7 +53,9 @@ from ..errors import (
 )
 from ..search.query import MAX_FILTER_CHARS, MAX_K
 from .collections import DEFAULT_NAME, Collections
+from .metrics import Metrics
 from .render import document_url, hit_dict, render_document
+from .requests import RequestMiddleware
 from .service import FeedbackLog, NexusService
 
 if TYPE_CHECKING:
@@ -224,6 +228,7 @@ def create_app(
 
     feedback = FeedbackLog(feedback_log) if feedback_log else None
     loaded: list[Encoder] = [encoder] if encoder is not None else []
+    metrics = Metrics()
 
     def open_service(name: str, index_dir: Path) -> NexusService:
         if nexus is not None and collections is None:
@@ -237,6 +242,7 @@ def create_app(
             feedback_log=feedback,
             min_relevance=min_relevance,
             name=name,
+            observer=metrics.collection(name),
         )
 
     running = False
@@ -249,6 +255,7 @@ def create_app(
     served = Collections(specs, open_service, on_open=opened)
     if next(served.services(), None) is None:
         raise served.first_error()
+    metrics.track(served)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -389,6 +396,15 @@ def create_app(
             "url": document_url(doc.source, collection=link_name(service)),
         }
 
+    @app.get("/metrics", tags=["status"], response_class=Response)
+    def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics: requests and latency per route, search latency per mode,
+        replies answered, weak and refused, each collection's index (documents, passages,
+        generation, build time, up), the builds this server ran and the changes it saw.
+        OpenMetrics when the scraper asks for it, Prometheus text otherwise."""
+        body, content_type = metrics.exposition(request.headers.get("accept", ""))
+        return Response(body, headers={"Content-Type": content_type})
+
     @app.get("/document", response_class=HTMLResponse, include_in_schema=False)
     def document_view(
         source: str,
@@ -432,8 +448,10 @@ def create_app(
     if not getattr(blocks, "mcp_server", False):  # gradio only logs why, and serves without
         log.warning("the MCP server is off: %s", getattr(blocks, "mcp_error", "unknown reason"))
     app.add_middleware(PathLengthMiddleware)
-    if auth is not None:  # outermost: nothing answers before the login is checked
+    if auth is not None:  # nothing inside answers before the login is checked
         app.add_middleware(BasicAuthMiddleware, username=auth[0], password=auth[1])
+    # Outermost: every response, a refused login included, is counted.
+    app.add_middleware(RequestMiddleware, metrics=metrics)
     return app
 
 
