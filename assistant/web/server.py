@@ -17,8 +17,8 @@ Routes::
 One server answers from one or several collections (indexes), each by name; requests that
 name none go to the first. Optional HTTP basic auth (``NEXUS_AUTH_USER`` /
 ``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's, MCP's and the metrics included, because
-it is enforced as middleware around the whole server. Around it, every response is counted in
-the metrics (see ``requests``).
+it is enforced as middleware around the whole server. Around it, every response gets an
+``X-Request-ID``, a log line and its count in the metrics (see ``requests``).
 
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route
 signatures at runtime, including limits taken from the settings.
@@ -51,11 +51,12 @@ from ..errors import (
     QueryError,
     StoreError,
 )
+from ..logs import LogFormat, use_log_format
 from ..search.query import MAX_FILTER_CHARS, MAX_K
 from .collections import DEFAULT_NAME, Collections
 from .metrics import Metrics
 from .render import document_url, hit_dict, render_document
-from .requests import RequestMiddleware
+from .requests import RequestMiddleware, note_collection
 from .service import FeedbackLog, NexusService
 
 if TYPE_CHECKING:
@@ -312,6 +313,12 @@ def create_app(
         """The collection named in document addresses: none for the default."""
         return None if service.name == served.default else service.name
 
+    def chosen(collection: str | None) -> NexusService:
+        """The service of the collection a request names, noted in the request's log line."""
+        service = served.get(collection)
+        note_collection(service.name)
+        return service
+
     @app.get("/api/search", tags=["search"])
     def api_search(
         q: Annotated[
@@ -331,7 +338,7 @@ def create_app(
         collection: Annotated[str | None, pick] = None,
     ) -> dict[str, Any]:
         """The passages that best answer `q`, best first, each with its source and lines."""
-        service = served.get(collection)
+        service = chosen(collection)
         started = time.perf_counter()
         hits = service.search(q, k, mode, category)
         return {
@@ -366,7 +373,7 @@ def create_app(
     ) -> dict[str, Any]:
         """What was indexed: each document with its format, category and passage count (a
         page of them, by source), and every file the build skipped, with the reason."""
-        service = served.get(collection)
+        service = chosen(collection)
         found = service.catalog(q)
         link = link_name(service)
         return {
@@ -385,7 +392,7 @@ def create_app(
     ) -> dict[str, Any]:
         """One indexed document. Only documents in the index are served; anything else,
         path tricks included, is 400 or 404."""
-        service = served.get(collection)
+        service = chosen(collection)
         doc = service.document(source)
         return {
             "source": doc.source,
@@ -415,7 +422,7 @@ def create_app(
     ) -> HTMLResponse:
         """The whole document with the passage's lines highlighted; nothing in it runs."""
         try:
-            doc = served.get(collection).document(source)
+            doc = chosen(collection).document(source)
         except (QueryError, CollectionNotFoundError) as exc:
             return _document_page("Not a document", html.escape(str(exc)), 400)
         except DocumentNotFoundError as exc:
@@ -450,7 +457,8 @@ def create_app(
     app.add_middleware(PathLengthMiddleware)
     if auth is not None:  # nothing inside answers before the login is checked
         app.add_middleware(BasicAuthMiddleware, username=auth[0], password=auth[1])
-    # Outermost: every response, a refused login included, is counted.
+    # Outermost: every response, a refused login included, carries its id and is logged and
+    # counted.
     app.add_middleware(RequestMiddleware, metrics=metrics)
     return app
 
@@ -540,12 +548,15 @@ def serve(
     allow_rebuild: bool = False,
     watch: bool = False,
     collections: Mapping[str, Path] | None = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Bring the indexes up to date with their corpora (unless ``build`` is False) and serve.
 
     Without ``collections`` one index is served, ``settings.index_dir``, built from
     ``settings.corpus_dir``; with them, each collection's index is updated from the corpus it
-    was built from (one not built yet is served as unavailable until it is).
+    was built from (one not built yet is served as unavailable until it is). Log lines go to
+    stderr as ``log_format`` says (text, or one JSON object a line), one line per request
+    among them, uvicorn's included.
 
     Raises:
         AssistantError: The corpus or index cannot be read (the message says what to do).
@@ -553,6 +564,7 @@ def serve(
     """
     import uvicorn
 
+    use_log_format(log_format)
     local = host in ("127.0.0.1", "localhost", "::1")
     if allow_rebuild and auth is None and not local:
         raise ConfigError(
@@ -585,7 +597,9 @@ def serve(
             AUTH_USER_ENV,
             AUTH_PASSWORD_ENV,
         )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Uvicorn's own lines go through our handlers, in our format; our request lines stand in
+    # for its access log (they add the route, the time taken and the request id).
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, access_log=False)
 
 
 def _update_collection(name: str, settings: Settings, encoder: "Encoder | None") -> None:
