@@ -10,9 +10,9 @@ failed request.
 
 Before and after the run it scrapes the server's ``/metrics`` and records, beside what the
 clients measured, what the server counted in between (``server``): responses per endpoint by
-status, their latency as the server timed it (mean from the histogram's sum and count, p50
-and p95 estimated from its buckets as Prometheus' ``histogram_quantile`` does), the time the
-library search itself took, and how the replies came out (answered, weak, refused).
+status, their latency as the server timed it (mean from the histogram's sum and count; p50,
+p95 and p99 estimated from its buckets as Prometheus' ``histogram_quantile`` does), the time
+the library search itself took, and how the replies came out (answered, weak, refused).
 
 Usage::
 
@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.common import QUESTIONS_FILE, percentile, served_index
+from benchmarks.common import QUESTIONS_FILE, machine, percentile, served_index
 
 ENDPOINTS = ("search", "ask")
 # The route whose responses are each endpoint's, as the server's metrics label them: a
@@ -270,8 +270,8 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
 
 
 def _latency(before: Samples, after: Samples, name: str, **labels: str) -> dict[str, Any]:
-    """Count, mean, p50 and p95 (ms) of what histogram ``name`` observed between scrapes,
-    summed over the series that match ``labels``."""
+    """Count, mean, p50, p95 and p99 (ms) of what histogram ``name`` observed between
+    scrapes, summed over the series that match ``labels``."""
     count = sum(moved(before, after, f"{name}_count", **labels).values())
     total = sum(moved(before, after, f"{name}_sum", **labels).values())
     buckets: dict[float, float] = {}
@@ -287,6 +287,7 @@ def _latency(before: Samples, after: Samples, name: str, **labels: str) -> dict[
         "mean_ms": ms(total / count) if count else None,
         "p50_ms": ms(histogram_quantile(0.5, buckets)),
         "p95_ms": ms(histogram_quantile(0.95, buckets)),
+        "p99_ms": ms(histogram_quantile(0.99, buckets)),
     }
 
 
@@ -379,7 +380,8 @@ def report(result: dict[str, Any]) -> str:
             answered = ", ".join(f"{n} × {code}" for code, n in s.get("responses", {}).items())
             lines.append(
                 f"{name:<15}{s['count']:>7} timed  mean {s['mean_ms']} ms  p50 {s['p50_ms']} ms"
-                f"  p95 {s['p95_ms']} ms{'  (' + answered + ')' if answered else ''}"
+                f"  p95 {s['p95_ms']} ms  p99 {s['p99_ms']} ms"
+                f"{'  (' + answered + ')' if answered else ''}"
             )
         lines.append("replies: " + ", ".join(f"{k} {v}" for k, v in server["answers"].items()))
     return "\n".join(lines)
@@ -408,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     auth = (args.user, args.password) if args.user and args.password else None
+    host = machine()  # its load average before the run: other work sharing the cores
 
     def go(url: str) -> dict[str, Any]:
         return asyncio.run(
@@ -440,7 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["rebuild"] = record
         result["index"] = str(args.index)
     result["command"] = " ".join(["benchmarks/load.py", *(argv or sys.argv[1:])])
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    result["machine"] = {
+        **host,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
     print(report(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
