@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from assistant.web.metrics import ANSWER_OUTCOMES
 from benchmarks.common import QUESTIONS_FILE, machine, percentile, served_index
 
 ENDPOINTS = ("search", "ask")
@@ -309,7 +310,7 @@ def server_view(before: Samples, after: Samples, endpoints: Sequence[str]) -> di
     answers = moved(before, after, "nexus_answers_total")
     view["answers"] = {
         outcome: int(sum(v for k, v in answers.items() if dict(k)["outcome"] == outcome))
-        for outcome in ("answered", "weak", "refused")
+        for outcome in ANSWER_OUTCOMES
     }
     return view
 

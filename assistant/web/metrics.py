@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Literal, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -34,11 +35,12 @@ from ..watch import BuildOutcome, BuildTrigger
 from .collections import Collections
 from .service import NexusService
 
-__all__ = ["ANSWER_OUTCOMES", "CollectionMetrics", "Metrics", "answer_outcome"]
+__all__ = ["ANSWER_OUTCOMES", "AnswerOutcome", "CollectionMetrics", "Metrics", "answer_outcome"]
 
-ANSWER_OUTCOMES = ("answered", "weak", "refused")
-_BUILD_OUTCOMES: tuple[BuildOutcome, ...] = ("published", "unchanged", "failed")
-_BUILD_TRIGGERS: tuple[BuildTrigger, ...] = ("watch", "request")
+AnswerOutcome = Literal["answered", "weak", "refused"]
+ANSWER_OUTCOMES: tuple[AnswerOutcome, ...] = get_args(AnswerOutcome)
+_BUILD_OUTCOMES: tuple[BuildOutcome, ...] = get_args(BuildOutcome)
+_BUILD_TRIGGERS: tuple[BuildTrigger, ...] = get_args(BuildTrigger)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Bucket bounds, in seconds, close enough together where the values fall that a quantile
@@ -55,7 +57,7 @@ _SEARCH_BUCKETS = (
 _BUILD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
-def answer_outcome(reply: Reply) -> str:
+def answer_outcome(reply: Reply) -> AnswerOutcome:
     """How a chat reply came out: ``answered``, ``weak`` (answered, but flagged as a doubtful
     match) or ``refused`` (nothing in the index was close enough)."""
     if not reply.answered:
