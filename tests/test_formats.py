@@ -449,7 +449,7 @@ def test_a_file_that_takes_too_long_is_skipped_and_the_rest_read(tmp_path: Path)
     write(
         tmp_path,
         "slow.rst",
-        "Slow\n====\n\n" + "- an item with *emphasis*\n\n  - nested\n\n" * 5000,
+        "Slow\n====\n\n" + "- an item with *emphasis*\n\n  - nested\n\n" * 25000,
     )
     write(tmp_path, "quick.md", "# Quick\n\nDone.\n")
     slow, quick = parse_files(
