@@ -26,6 +26,7 @@ from .config import (
     Settings,
 )
 from .errors import AssistantError
+from .logs import LOG_FORMAT_ENV, LOG_FORMATS, TEXT_FORMAT, LogFormat
 from .search.query import MAX_K
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def cli(verbose: bool) -> None:
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
         stream=sys.stderr,
     )
     # The one-time model export pauses a first build or search for half a minute: say so.
@@ -649,6 +650,14 @@ def _show_beir(row: dict[str, Any], as_json: bool) -> None:
     "kept in step with the corpus its index was built from.  [$NEXUS_COLLECTIONS: NAME=INDEX "
     "pairs separated by commas]",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    envvar=LOG_FORMAT_ENV,
+    help="How log lines look on stderr: text for people, or json (one object a line, one line "
+    f"per request with its id) for a log collector.  [${LOG_FORMAT_ENV}]",
+)
 def serve(
     index_dir: Path | None,
     corpus_dir: Path | None,
@@ -662,10 +671,12 @@ def serve(
     feedback: Path,
     watch: bool,
     collection_specs: tuple[str, ...],
+    log_format: LogFormat,
 ) -> None:
     """Serve the chat UI, the MCP tools and the REST API; builds or updates the index first.
 
-    Set NEXUS_AUTH_USER and NEXUS_AUTH_PASSWORD to require a login on every page and API.
+    Set NEXUS_AUTH_USER and NEXUS_AUTH_PASSWORD to require a login on every page and API,
+    the Prometheus metrics at /metrics included.
 
     \b
     Example:
@@ -706,6 +717,7 @@ def serve(
             allow_rebuild=allow_rebuild,
             watch=watch,
             collections=collections,
+            log_format=log_format,
         )
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc

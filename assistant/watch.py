@@ -7,7 +7,8 @@ burst of changes under the corpus (``nexus serve --watch``, ``nexus build --watc
 watch costs next to nothing). Builds never overlap; changes made while one runs are taken in
 by exactly one more build after it; a burst of saves (an editor's write-and-rename, a ``git
 checkout``) makes one build. A build that fails is recorded with its reason, and the index it
-could not replace keeps serving.
+could not replace keeps serving. What it does can be watched through an
+:class:`UpdateObserver` (a server's metrics count bursts and time builds there).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from .build import BuildReport, prepare_index
 from .config import Settings
@@ -27,7 +28,16 @@ from .encoders import Encoder
 from .errors import AssistantError
 from .ingest.files import affects_corpus
 
-__all__ = ["QUIET_MS", "IndexUpdater", "UpdateRunning", "UpdateState", "corpus_bursts"]
+__all__ = [
+    "QUIET_MS",
+    "BuildOutcome",
+    "BuildTrigger",
+    "IndexUpdater",
+    "UpdateObserver",
+    "UpdateRunning",
+    "UpdateState",
+    "corpus_bursts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +55,26 @@ CHECK_EVERY_MS = 5_000
 _STEP_MS = 50
 
 
+# How a build attempt ended: a new generation published, nothing to do (the index already
+# matched the corpus), or failed (the previous index keeps serving).
+BuildOutcome = Literal["published", "unchanged", "failed"]
+# What started it: the watcher, after a burst of changes, or a request (the Rebuild button).
+BuildTrigger = Literal["watch", "request"]
+
+
 class UpdateRunning(AssistantError):
     """Another build of this index is running; it will take the latest files in."""
+
+
+class UpdateObserver(Protocol):
+    """What an :class:`IndexUpdater` reports as it works, for whoever counts it (a server's
+    metrics); called on the thread that does the work, so it must be quick."""
+
+    def burst(self, changes: int) -> None:
+        """The watcher saw a burst of ``changes`` changes under the corpus."""
+
+    def built(self, trigger: BuildTrigger, outcome: BuildOutcome, seconds: float) -> None:
+        """A build attempt ended after ``seconds`` (waiting for another build not included)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,7 @@ class IndexUpdater:
         on_publish: Called after each build that published a generation, with its report
             (a server switches to the new generation there, before the next search).
         progress: Show progress bars for builds (the command line does; servers do not).
+        observer: Told of every burst of changes and every build attempt.
     """
 
     def __init__(
@@ -93,11 +122,13 @@ class IndexUpdater:
         encoder: Encoder | None = None,
         on_publish: Callable[[BuildReport], None] | None = None,
         progress: bool = False,
+        observer: UpdateObserver | None = None,
     ) -> None:
         self.settings = settings
         self._encoder = encoder
         self._on_publish = on_publish
         self._progress = progress
+        self._observer = observer
         self._build_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state = UpdateState(
@@ -133,10 +164,14 @@ class IndexUpdater:
                 also kept in :meth:`state`, and the previous index keeps serving. Any other
                 exception is a bug, and is recorded the same way before it propagates.
         """
+        return self._update(wait=wait, trigger="request")
+
+    def _update(self, *, wait: bool, trigger: BuildTrigger) -> BuildReport | None:
         if not self._build_lock.acquire(blocking=wait):
             raise UpdateRunning("a build of this index is already running")
         try:
             self._set(building=True)
+            started = time.perf_counter()
             try:
                 report = prepare_index(
                     self.settings, encoder=self._encoder, progress=self._progress
@@ -145,6 +180,7 @@ class IndexUpdater:
                 problem = str(exc) if isinstance(exc, AssistantError) else f"{exc!r} (a bug)"
                 self._set(failed=_now(), problem=problem)
                 log.warning("update failed, the previous index keeps serving: %s", problem)
+                self._built(trigger, "failed", started)
                 raise
             if report is not None:
                 builds = self.state().builds + 1
@@ -153,10 +189,16 @@ class IndexUpdater:
                     self._on_publish(report)
             else:
                 self._set(problem=None)
+            # Reported once the new generation serves, so whoever counts builds sees it too.
+            self._built(trigger, "unchanged" if report is None else "published", started)
             return report
         finally:
             self._set(building=False)
             self._build_lock.release()
+
+    def _built(self, trigger: BuildTrigger, outcome: BuildOutcome, started: float) -> None:
+        if self._observer is not None:
+            self._observer.built(trigger, outcome, time.perf_counter() - started)
 
     def watch(self, stop: threading.Event | None = None) -> Iterator[BuildReport]:
         """Update the index after every burst of changes under the corpus, until ``stop``.
@@ -168,10 +210,12 @@ class IndexUpdater:
         stop = stop or self._stop
         self._set(watching=True)
         try:
-            for _ in corpus_bursts(self.corpus_dir, stop, exclude=self.settings.index_dir):
+            for changes in corpus_bursts(self.corpus_dir, stop, exclude=self.settings.index_dir):
                 self._set(last_change=_now())
+                if self._observer is not None:
+                    self._observer.burst(changes)
                 try:
-                    report = self.update()
+                    report = self._update(wait=True, trigger="watch")
                 except AssistantError:
                     continue  # said in the log and the state; the next change tries again
                 except Exception:

@@ -451,9 +451,11 @@ def served_app(
     args: Sequence[str] = (),
     startup_timeout: float = 180.0,
     auth: bool = True,
+    log: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """:func:`served_index` with more ``app.py`` arguments (``--watch``, ``--corpus``), yielding
-    the URL and the server process (to read what it costs)."""
+    the URL and the server process (to read what it costs); ``log`` keeps what the server
+    writes to stderr (its log, a line per request among it), which is dropped otherwise."""
     import httpx
 
     port = free_port()
@@ -464,12 +466,17 @@ def served_app(
         env.pop("NEXUS_AUTH_USER", None)
         env.pop("NEXUS_AUTH_PASSWORD", None)
     command = [sys.executable, str(APP), "--index", str(index_dir), "--no-build", *args]
-    server = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port), "--feedback", str(feedback)],
-        env=env,
-        stdout=subprocess.DEVNULL,  # uvicorn's access log
-        stderr=subprocess.DEVNULL,
-    )
+    kept = log.open("ab") if log is not None else None
+    try:
+        server = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), "--feedback", str(feedback)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=kept or subprocess.DEVNULL,
+        )
+    finally:
+        if kept is not None:
+            kept.close()  # the server writes to its own copy
     try:
         deadline = time.monotonic() + startup_timeout
         while True:

@@ -8,6 +8,12 @@ is up or it has made ``--max-requests`` requests. Any status other than 200, a t
 connection error, a Gradio ``error`` event or a body without the expected fields counts as a
 failed request.
 
+Before and after the run it scrapes the server's ``/metrics`` and records, beside what the
+clients measured, what the server counted in between (``server``): responses per endpoint by
+status, their latency as the server timed it (mean from the histogram's sum and count; p50,
+p95 and p99 estimated from its buckets as Prometheus' ``histogram_quantile`` does), the time
+the library search itself took, and how the replies came out (answered, weak, refused).
+
 Usage::
 
     # from the repository root: serve an index in a child process and load it
@@ -39,10 +45,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.common import QUESTIONS_FILE, percentile, served_index
+from assistant.web.metrics import ANSWER_OUTCOMES
+from benchmarks.common import QUESTIONS_FILE, machine, percentile, served_index
 
 ENDPOINTS = ("search", "ask")
+# The route whose responses are each endpoint's, as the server's metrics label them: a
+# search is one GET; an ask is a POST that submits it and the event stream that brings the
+# answer, which is timed from the stream's opening to its end.
+SERVER_ROUTES = {
+    "search": ("GET", "/api/search"),
+    "ask": ("GET", "/gradio_api/call/{api_name}/{event_id}"),
+}
 
 
 @dataclass
@@ -66,6 +81,7 @@ class Summary:
     requests: int
     errors: int
     throughput_rps: float
+    mean_ms: float | None
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
@@ -82,6 +98,7 @@ def summarize(stats: EndpointStats, seconds: float) -> Summary:
         requests=done + stats.errors,
         errors=stats.errors,
         throughput_rps=round(done / seconds, 2) if seconds > 0 else 0.0,
+        mean_ms=ms(sum(stats.latencies) / done) if done else None,
         p50_ms=ms(percentile(stats.latencies, 50)),
         p95_ms=ms(percentile(stats.latencies, 95)),
         p99_ms=ms(percentile(stats.latencies, 99)),
@@ -162,10 +179,13 @@ async def run_load(
 
     Returns:
         A JSON-ready dict: the settings, then ``total`` and one entry per endpoint, each with
-        requests, errors, throughput and p50/p95/p99/max latency in milliseconds.
+        requests, errors, throughput and mean, p50/p95/p99/max latency in milliseconds; then
+        ``server``, what the server's metrics counted meanwhile (see :func:`server_view`;
+        None for a server without ``/metrics``).
     """
     questions = list(questions) or load_questions()
     stats = {name: EndpointStats() for name in endpoints}
+    before = scrape(url, auth)
     rng = random.Random(seed)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     started = time.monotonic()
@@ -183,6 +203,7 @@ async def run_load(
             tasks.append(asyncio.create_task(loop))
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + timeout + 5)
     elapsed = time.monotonic() - started
+    after = scrape(url, auth) if before is not None else None
     total = EndpointStats(
         latencies=[x for s in stats.values() for x in s.latencies],
         errors=sum(s.errors for s in stats.values()),
@@ -196,7 +217,102 @@ async def run_load(
         "endpoints": list(endpoints),
         "total": asdict(summarize(total, elapsed)),
         **{name: asdict(summarize(s, elapsed)) for name, s in stats.items()},
+        "server": server_view(before, after, endpoints) if before and after else None,
     }
+
+
+# The samples of a scrape: (name, labels) -> value, labels as sorted (name, value) pairs.
+Labels = tuple[tuple[str, str], ...]
+Samples = dict[tuple[str, Labels], float]
+
+
+def scrape(url: str, auth: tuple[str, str] | None = None) -> Samples | None:
+    """Every sample ``/metrics`` reports now; None for a server that has no metrics."""
+    response = httpx.get(f"{url}/metrics", auth=auth, timeout=60)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> dict[Labels, float]:
+    """How much each sample called ``name`` whose labels include ``labels`` grew between
+    two scrapes, by its labels (a sample new in ``after`` grew from zero)."""
+    wanted = set(labels.items())
+    return {
+        key[1]: value - before.get(key, 0.0)
+        for key, value in after.items()
+        if key[0] == name and wanted <= set(key[1])
+    }
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """The ``q``-quantile (0-1) of a histogram given as upper bound -> cumulative count, as
+    Prometheus estimates it: linearly within the bucket the rank falls in; the largest finite
+    bound when it falls in the last. None for an empty histogram."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            share = (rank - below) / (count - below) if count > below else 0.0
+            return lower + (bound - lower) * share
+        lower, below = bound, count
+    return lower
+
+
+def _latency(before: Samples, after: Samples, name: str, **labels: str) -> dict[str, Any]:
+    """Count, mean, p50, p95 and p99 (ms) of what histogram ``name`` observed between
+    scrapes, summed over the series that match ``labels``."""
+    count = sum(moved(before, after, f"{name}_count", **labels).values())
+    total = sum(moved(before, after, f"{name}_sum", **labels).values())
+    buckets: dict[float, float] = {}
+    for key, grown in moved(before, after, f"{name}_bucket", **labels).items():
+        bound = float(dict(key)["le"])
+        buckets[bound] = buckets.get(bound, 0.0) + grown
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000, 1)
+
+    return {
+        "count": int(count),
+        "mean_ms": ms(total / count) if count else None,
+        "p50_ms": ms(histogram_quantile(0.5, buckets)),
+        "p95_ms": ms(histogram_quantile(0.95, buckets)),
+        "p99_ms": ms(histogram_quantile(0.99, buckets)),
+    }
+
+
+def server_view(before: Samples, after: Samples, endpoints: Sequence[str]) -> dict[str, Any]:
+    """What the server's metrics say the run did: per endpoint its responses by status and
+    their latency, the library search's latency, and the replies by outcome."""
+    view: dict[str, Any] = {}
+    for endpoint in endpoints:
+        method, route = SERVER_ROUTES[endpoint]
+        statuses = moved(before, after, "nexus_http_requests_total", method=method, route=route)
+        view[endpoint] = {
+            "route": f"{method} {route}",
+            "responses": {dict(k)["status"]: int(v) for k, v in sorted(statuses.items()) if v},
+            **_latency(
+                before, after, "nexus_http_request_duration_seconds", method=method, route=route
+            ),
+        }
+    view["library_search"] = _latency(before, after, "nexus_search_duration_seconds")
+    answers = moved(before, after, "nexus_answers_total")
+    view["answers"] = {
+        outcome: int(sum(v for k, v in answers.items() if dict(k)["outcome"] == outcome))
+        for outcome in ANSWER_OUTCOMES
+    }
+    return view
 
 
 def load_questions(path: Path = QUESTIONS_FILE) -> list[str]:
@@ -257,6 +373,18 @@ def report(result: dict[str, Any]) -> str:
         )
     for sample in result["total"]["error_samples"]:
         lines.append(f"error: {sample}")
+    server = result.get("server")
+    if server:
+        lines.append("what the server's /metrics counted meanwhile:")
+        for name in [*result["endpoints"], "library_search"]:
+            s = server[name]
+            answered = ", ".join(f"{n} × {code}" for code, n in s.get("responses", {}).items())
+            lines.append(
+                f"{name:<15}{s['count']:>7} timed  mean {s['mean_ms']} ms  p50 {s['p50_ms']} ms"
+                f"  p95 {s['p95_ms']} ms  p99 {s['p99_ms']} ms"
+                f"{'  (' + answered + ')' if answered else ''}"
+            )
+        lines.append("replies: " + ", ".join(f"{k} {v}" for k, v in server["answers"].items()))
     return "\n".join(lines)
 
 
@@ -283,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     auth = (args.user, args.password) if args.user and args.password else None
+    host = machine()  # its load average before the run: other work sharing the cores
 
     def go(url: str) -> dict[str, Any]:
         return asyncio.run(
@@ -315,7 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["rebuild"] = record
         result["index"] = str(args.index)
     result["command"] = " ".join(["benchmarks/load.py", *(argv or sys.argv[1:])])
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    result["machine"] = {
+        **host,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
     print(report(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

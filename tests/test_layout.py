@@ -73,6 +73,7 @@ def test_only_the_web_package_imports_web_frameworks() -> None:
         ("Stemmer", "assistant.analysis"),
         ("bm25s", "assistant.analysis"),
         ("watchfiles", "assistant.watch"),
+        ("prometheus_client", "assistant.web.metrics"),
     ],
 )
 def test_one_module_owns_each_optional_or_shared_library(library: str, owner: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 from assistant import build_index
 from assistant.testing import HashEncoder
 from assistant.web.server import create_app
-from benchmarks.load import main, percentile, run_load
+from benchmarks.load import histogram_quantile, main, percentile, run_load
 from tests.webapp import make_index, serving
 
 QUESTIONS = [
@@ -48,6 +48,18 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert percentile([], 50) is None
 
 
+def test_quantiles_from_histogram_buckets_interpolate_as_prometheus_does() -> None:
+    # 10 observations up to 0.1 s, 30 more up to 0.2 s, none above: the median is the
+    # 20th, a third of the way into the second bucket.
+    buckets = {0.1: 10.0, 0.2: 40.0, 0.5: 40.0, float("inf"): 40.0}
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1 + 0.1 * (10 / 30))
+    assert histogram_quantile(0.25, buckets) == pytest.approx(0.1)
+    assert histogram_quantile(0.1, buckets) == pytest.approx(0.04)
+    # A rank in the open-ended bucket is reported as the largest finite bound.
+    assert histogram_quantile(0.99, {0.1: 1.0, float("inf"): 2.0}) == pytest.approx(0.1)
+    assert histogram_quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
+
+
 def test_a_short_load_of_search_and_ask_has_no_errors(site: dict[str, Any]) -> None:
     started = time.monotonic()
     result = asyncio.run(
@@ -60,6 +72,18 @@ def test_a_short_load_of_search_and_ask_has_no_errors(site: dict[str, Any]) -> N
         assert (
             result[endpoint]["p50_ms"] <= result[endpoint]["p95_ms"] <= result[endpoint]["p99_ms"]
         )
+    # What the server counted meanwhile is what the clients did.
+    server = result["server"]
+    searches, asks = result["search"]["requests"], result["ask"]["requests"]
+    assert server["search"]["responses"] == {"200": searches}
+    assert server["search"]["count"] == searches
+    assert sum(server["answers"].values()) == asks
+    assert server["library_search"]["count"] == searches + asks
+    assert server["ask"]["route"] == "GET /gradio_api/call/{api_name}/{event_id}"
+    for timed in (server["search"], server["library_search"]):
+        assert 0 < timed["p50_ms"] <= timed["p95_ms"] and timed["mean_ms"] > 0
+    # The library search is a part of the round trip the client timed.
+    assert server["library_search"]["mean_ms"] < result["total"]["mean_ms"]
 
 
 def test_failed_requests_are_counted_not_hidden(site: dict[str, Any]) -> None:
@@ -68,6 +92,8 @@ def test_failed_requests_are_counted_not_hidden(site: dict[str, Any]) -> None:
         run_load(site["url"], clients=2, duration=20, questions=["\x00"], max_requests=3)
     )
     assert result["total"]["errors"] == result["total"]["requests"] == 6
+    assert result["server"]["search"]["responses"] == {"400": 3}  # refused, and counted so
+    assert result["server"]["library_search"]["count"] == 0
     assert any("400" in s for s in result["search"]["error_samples"])
     assert any("error" in s.lower() for s in result["ask"]["error_samples"])
 

@@ -11,12 +11,14 @@ Routes::
     /api/documents    GET ?q=&limit=&offset=&collection=  → what was indexed, and skipped (why)
     /api/document     GET ?source=&collection=  → one indexed document as JSON
     /document         GET ?source=&start=&end=&q=&collection=  → the document view (HTML)
+    /metrics          GET → Prometheus metrics (see ``metrics``)
     /docs, /openapi.json   the REST API's OpenAPI description
 
 One server answers from one or several collections (indexes), each by name; requests that
 name none go to the first. Optional HTTP basic auth (``NEXUS_AUTH_USER`` /
-``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's and MCP's included, because it is
-enforced as middleware around the whole server.
+``NEXUS_AUTH_PASSWORD``) guards every route, Gradio's, MCP's and the metrics included, because
+it is enforced as middleware around the whole server. Around it, every response gets an
+``X-Request-ID``, a log line and its count in the metrics (see ``requests``).
 
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route
 signatures at runtime, including limits taken from the settings.
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ..build import kept_settings, prepare_index
 from ..config import SearchMode, Settings
@@ -49,9 +51,12 @@ from ..errors import (
     QueryError,
     StoreError,
 )
+from ..logs import LogFormat, use_log_format
 from ..search.query import MAX_FILTER_CHARS, MAX_K
 from .collections import DEFAULT_NAME, Collections
+from .metrics import Metrics
 from .render import document_url, hit_dict, render_document
+from .requests import RequestMiddleware, note_collection
 from .service import FeedbackLog, NexusService
 
 if TYPE_CHECKING:
@@ -233,6 +238,7 @@ def create_app(
 
     feedback = FeedbackLog(feedback_log) if feedback_log else None
     loaded: list[Encoder] = [encoder] if encoder is not None else []
+    metrics = Metrics()
 
     def open_service(name: str, index_dir: Path) -> NexusService:
         if nexus is not None and collections is None:
@@ -246,6 +252,7 @@ def create_app(
             feedback_log=feedback,
             min_relevance=min_relevance,
             name=name,
+            observer=metrics.collection(name),
         )
 
     running = False
@@ -258,6 +265,7 @@ def create_app(
     served = Collections(specs, open_service, on_open=opened)
     if next(served.services(), None) is None:
         raise served.first_error()
+    metrics.track(served)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -305,6 +313,12 @@ def create_app(
         """The collection named in document addresses: none for the default."""
         return None if service.name == served.default else service.name
 
+    def chosen(collection: str | None) -> NexusService:
+        """The service of the collection a request names, noted in the request's log line."""
+        service = served.get(collection)
+        note_collection(service.name)
+        return service
+
     @app.get("/api/search", tags=["search"])
     def api_search(
         q: Annotated[
@@ -324,7 +338,7 @@ def create_app(
         collection: Annotated[str | None, pick] = None,
     ) -> dict[str, Any]:
         """The passages that best answer `q`, best first, each with its source and lines."""
-        service = served.get(collection)
+        service = chosen(collection)
         started = time.perf_counter()
         hits = service.search(q, k, mode, category)
         return {
@@ -359,7 +373,7 @@ def create_app(
     ) -> dict[str, Any]:
         """What was indexed: each document with its format, category and passage count (a
         page of them, by source), and every file the build skipped, with the reason."""
-        service = served.get(collection)
+        service = chosen(collection)
         found = service.catalog(q)
         link = link_name(service)
         return {
@@ -378,7 +392,7 @@ def create_app(
     ) -> dict[str, Any]:
         """One indexed document. Only documents in the index are served; anything else,
         path tricks included, is 400 or 404."""
-        service = served.get(collection)
+        service = chosen(collection)
         doc = service.document(source)
         return {
             "source": doc.source,
@@ -388,6 +402,15 @@ def create_app(
             "text": doc.text,
             "url": document_url(doc.source, collection=link_name(service)),
         }
+
+    @app.get("/metrics", tags=["status"], response_class=Response)
+    def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics: requests and latency per route, search latency per mode,
+        replies answered, weak and refused, each collection's index (documents, passages,
+        generation, build time, up), the builds this server ran and the changes it saw.
+        OpenMetrics when the scraper asks for it, Prometheus text otherwise."""
+        body, content_type = metrics.exposition(request.headers.get("accept", ""))
+        return Response(body, headers={"Content-Type": content_type})
 
     @app.get("/document", response_class=HTMLResponse, include_in_schema=False)
     def document_view(
@@ -399,7 +422,7 @@ def create_app(
     ) -> HTMLResponse:
         """The whole document with the passage's lines highlighted; nothing in it runs."""
         try:
-            doc = served.get(collection).document(source)
+            doc = chosen(collection).document(source)
         except (QueryError, CollectionNotFoundError) as exc:
             return _document_page("Not a document", html.escape(str(exc)), 400)
         except DocumentNotFoundError as exc:
@@ -432,8 +455,11 @@ def create_app(
     if not getattr(blocks, "mcp_server", False):  # gradio only logs why, and serves without
         log.warning("the MCP server is off: %s", getattr(blocks, "mcp_error", "unknown reason"))
     app.add_middleware(PathLengthMiddleware)
-    if auth is not None:  # outermost: nothing answers before the login is checked
+    if auth is not None:  # nothing inside answers before the login is checked
         app.add_middleware(BasicAuthMiddleware, username=auth[0], password=auth[1])
+    # Outermost: every response, a refused login included, carries its id and is logged and
+    # counted.
+    app.add_middleware(RequestMiddleware, metrics=metrics)
     return app
 
 
@@ -522,12 +548,15 @@ def serve(
     allow_rebuild: bool = False,
     watch: bool = False,
     collections: Mapping[str, Path] | None = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Bring the indexes up to date with their corpora (unless ``build`` is False) and serve.
 
     Without ``collections`` one index is served, ``settings.index_dir``, built from
     ``settings.corpus_dir``; with them, each collection's index is updated from the corpus it
-    was built from (one not built yet is served as unavailable until it is).
+    was built from (one not built yet is served as unavailable until it is). Log lines go to
+    stderr as ``log_format`` says (text, or one JSON object a line), one line per request
+    among them, uvicorn's included.
 
     Raises:
         AssistantError: The corpus or index cannot be read (the message says what to do).
@@ -535,6 +564,7 @@ def serve(
     """
     import uvicorn
 
+    use_log_format(log_format)
     local = host in ("127.0.0.1", "localhost", "::1")
     if allow_rebuild and auth is None and not local:
         raise ConfigError(
@@ -567,7 +597,9 @@ def serve(
             AUTH_USER_ENV,
             AUTH_PASSWORD_ENV,
         )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Uvicorn's own lines go through our handlers, in our format; our request lines stand in
+    # for its access log (they add the route, the time taken and the request id).
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, access_log=False)
 
 
 def _update_collection(name: str, settings: Settings, encoder: "Encoder | None") -> None:

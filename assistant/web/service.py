@@ -6,8 +6,9 @@ picked up on the next request, or at once when this service made it, without a r
 without failing requests in flight), answers with the calibrated relevance floor of the
 index's model, looks documents up only by their indexed source path, caches the comparison of
 corpus and index that the status panel shows, rebuilds on request or whenever the corpus
-changes (through one :class:`~assistant.watch.IndexUpdater`, so builds never overlap), and
-keeps the feedback log of votes on answers.
+changes (through one :class:`~assistant.watch.IndexUpdater`, so builds never overlap),
+keeps the feedback log of votes on answers, and tells a :class:`ServiceObserver` (the app's
+metrics) how long each search took, how each reply came out and what its builds did.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..build import BuildReport, CorpusChanges, corpus_changes, kept_settings
 from ..config import SearchMode, Settings
@@ -29,9 +30,9 @@ from ..errors import AssistantError, DocumentNotFoundError, QueryError
 from ..search.answer import Reply, relevance_floor, respond
 from ..search.assistant import Assistant, Hit
 from ..stores import DocumentSummary, StoredDocument
-from ..watch import IndexUpdater, UpdateRunning, UpdateState
+from ..watch import IndexUpdater, UpdateObserver, UpdateRunning, UpdateState
 
-__all__ = ["FeedbackLog", "IndexStatus", "NexusService", "check_source"]
+__all__ = ["FeedbackLog", "IndexStatus", "NexusService", "ServiceObserver", "check_source"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,16 @@ def check_source(source: str) -> str:
     return source
 
 
+class ServiceObserver(UpdateObserver, Protocol):
+    """What one collection's service reports as it serves, beside its builds and bursts."""
+
+    def searched(self, mode: SearchMode, seconds: float) -> None:
+        """A library search in ``mode`` took ``seconds`` (for a passage list or a chat reply)."""
+
+    def replied(self, reply: Reply) -> None:
+        """A chat reply went out: answered, flagged weak, or refused (nothing close enough)."""
+
+
 class NexusService:
     """Search, chat and document lookup over one index, kept current as builds publish.
 
@@ -112,6 +123,7 @@ class NexusService:
         reload_every: Seconds between checks for a newly published index generation.
         status_ttl: Seconds a corpus comparison is reused before the corpus is re-read.
         name: The collection this service answers for (shown in health and feedback).
+        observer: Told of every search, reply, build and burst of changes (the metrics).
     """
 
     def __init__(
@@ -124,9 +136,11 @@ class NexusService:
         reload_every: float = 2.0,
         status_ttl: float = 30.0,
         name: str = "default",
+        observer: ServiceObserver | None = None,
     ) -> None:
         self._nexus = nexus
         self.name = name
+        self._observer = observer
         self.corpus_dir = Path(corpus_dir or nexus.manifest.corpus_root)
         self.feedback = (
             feedback_log
@@ -147,6 +161,7 @@ class NexusService:
             built_as.replace(corpus_dir=self.corpus_dir, index_dir=nexus.index.path.parent),
             encoder=nexus.encoder,
             on_publish=self._published,
+            observer=observer,
         )
 
     @property
@@ -207,7 +222,11 @@ class NexusService:
         Raises:
             QueryError: The query is empty or longer than ``settings.max_query_chars``.
         """
-        return self.assistant.search(query, k, mode=mode, category=category or None)
+        started = time.perf_counter()
+        hits = self.assistant.search(query, k, mode=mode, category=category or None)
+        if self._observer is not None:
+            self._observer.searched(mode or self.settings.mode, time.perf_counter() - started)
+        return hits
 
     def ask(
         self,
@@ -219,7 +238,7 @@ class NexusService:
         category: str | None = None,
     ) -> Reply:
         """A chat reply (see :func:`assistant.search.answer.respond`) with this index's floor."""
-        return respond(
+        reply = respond(
             self.assistant,
             message,
             history,
@@ -228,6 +247,10 @@ class NexusService:
             category=category,
             min_relevance=self.min_relevance,
         )
+        if self._observer is not None:
+            self._observer.searched(mode or self.settings.mode, reply.seconds)
+            self._observer.replied(reply)
+        return reply
 
     def categories(self) -> list[str]:
         """The corpus's top-level folders that hold documents (the category filter's choices)."""
